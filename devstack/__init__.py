@@ -1,0 +1,1 @@
+"""Local Kafka and Redis for development, tests, the demo and the benchmark."""
