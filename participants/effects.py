@@ -1,0 +1,87 @@
+"""Where effects and replies are recorded: one composed Lua script per participant.
+
+`EffectStore.settle` runs a batch of commands in ONE pipelined round trip, one
+script call per command, in batch order (so one saga's commands keep their
+order). Each call is atomic: the domain effect, the step's effect record and the
+command's stored outcome are written together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from participants.definition import Participant
+from participants.errors import EffectStoreUnavailableError
+from participants.keys import ParticipantKeys
+from participants.protocol import (
+    Fault,
+    Kind,
+    Settled,
+    Verdict,
+    idempotency_key,
+    parse_settled,
+    script_args,
+)
+from schemas import SagaCommand
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One decoded command on its way to the store."""
+
+    command: SagaCommand
+    logical_topic: str
+    kind: Kind
+    verdict: Verdict
+
+
+def _lua(name: str) -> str:
+    return resources.files("participants").joinpath(f"lua/{name}").read_text()
+
+
+def compose_script(participant: Participant) -> str:
+    """prologue (stored replies, faults) .. the domain body .. epilogue (the protocol)."""
+    return "\n".join((_lua("prologue.lua"), _lua(participant.lua), _lua("epilogue.lua")))
+
+
+class EffectStore:
+    def __init__(
+        self, redis: Redis, participant: Participant, key_prefix: str, *, retention_ms: int
+    ) -> None:
+        self._redis = redis
+        self._keys = ParticipantKeys(key_prefix, participant.name)
+        self._domain_keys = list(participant.domain_keys(key_prefix))
+        self._retention_ms = retention_ms
+        self._script = redis.register_script(compose_script(participant))
+
+    async def settle(self, pending: Sequence[Pending]) -> list[Settled]:
+        if not pending:
+            return []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for p in pending:
+                    keys = [
+                        self._keys.reply(idempotency_key(p.command, p.logical_topic)),
+                        self._keys.effect(p.command.saga_id, p.command.step_name),
+                        *self._domain_keys,
+                    ]
+                    args = script_args(p.kind, p.verdict, self._retention_ms)
+                    await self._script(keys=keys, args=args, client=pipe)
+                raw = await pipe.execute(raise_on_error=False)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EffectStoreUnavailableError(f"redis: {exc}") from exc
+        return [_settled(r) for r in raw]
+
+
+def _settled(raw: object) -> Settled:
+    if isinstance(raw, ResponseError | RedisError):
+        # A script that raised wrote nothing it had not checked; answer retryable.
+        return Settled(Fault.from_exception("internal_error", raw).as_failed(), fresh=False)
+    return parse_settled(raw)

@@ -1,0 +1,112 @@
+"""Demo data: a small coffee-gear catalogue, its stock and customer balances.
+
+`load_seed` replaces the catalogue, stock and balances under a key prefix and
+returns what it loaded, so a conservation check (participants.conservation) can
+compare the state after a run with it. Reading the state back: participants.inspection.
+
+Customers worth knowing in the demo: `cust-broke` has 5.00 (most orders fail on
+payment); `sku-limited-dripper` has 3 units (a burst of orders runs out of stock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from participants import keys
+from saga_worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class CatalogueItem:
+    sku: str
+    name: str
+    unit_price: int  # minor units
+
+
+@dataclass(frozen=True)
+class SeedData:
+    catalogue: tuple[CatalogueItem, ...] = ()
+    stock: Mapping[str, int] = field(default_factory=dict)  # sku -> units
+    balances: Mapping[str, int] = field(default_factory=dict)  # customer -> minor units
+
+    def price(self, sku: str) -> int:
+        return next(item.unit_price for item in self.catalogue if item.sku == sku)
+
+
+DEMO_CATALOGUE = (
+    CatalogueItem("sku-espresso-beans", "Espresso beans, 1 kg", 2490),
+    CatalogueItem("sku-filter-papers", "Filter papers, 100", 590),
+    CatalogueItem("sku-ceramic-mug", "Ceramic mug", 1490),
+    CatalogueItem("sku-gooseneck-kettle", "Gooseneck kettle", 6900),
+    CatalogueItem("sku-coffee-scale", "Coffee scale", 3990),
+    CatalogueItem("sku-burr-grinder", "Burr grinder", 12900),
+    CatalogueItem("sku-limited-dripper", "Limited edition dripper", 8900),
+)
+
+DEMO_SEED = SeedData(
+    catalogue=DEMO_CATALOGUE,
+    stock={
+        "sku-espresso-beans": 1000,
+        "sku-filter-papers": 2000,
+        "sku-ceramic-mug": 500,
+        "sku-gooseneck-kettle": 120,
+        "sku-coffee-scale": 150,
+        "sku-burr-grinder": 60,
+        "sku-limited-dripper": 3,
+    },
+    balances={
+        **{f"cust-{n:03d}": 50_000 + 25_000 * (n % 8) for n in range(1, 51)},
+        "cust-broke": 500,
+        "cust-whale": 10_000_000,
+    },
+)
+
+
+async def load_seed(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -> SeedData:
+    """Replaces catalogue, stock and balances under `key_prefix`; returns `data`.
+
+    Reservations, charges, shipments and notices are left alone: seed before a run.
+    """
+    inv, pay = keys.inventory(key_prefix), keys.payment(key_prefix)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(inv.catalogue, inv.stock, pay.balances)
+        if data.catalogue:
+            pipe.hset(
+                inv.catalogue,
+                mapping={
+                    item.sku: orjson.dumps({"name": item.name, "unit_price": item.unit_price})
+                    for item in data.catalogue
+                },
+            )
+        if data.stock:
+            stock: dict[Any, Any] = dict(data.stock)
+            pipe.hset(inv.stock, mapping=stock)
+        if data.balances:
+            balances: dict[Any, Any] = dict(data.balances)
+            pipe.hset(pay.balances, mapping=balances)
+        await pipe.execute()
+    return data
+
+
+async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, ...]:
+    raw = await redis.hgetall(keys.inventory(key_prefix).catalogue)
+    items = []
+    for sku, body in raw.items():
+        value = orjson.loads(body)
+        name = sku.decode() if isinstance(sku, bytes) else sku
+        items.append(CatalogueItem(name, value["name"], int(value["unit_price"])))
+    return tuple(sorted(items, key=lambda item: item.sku))
+
+
+async def seed_demo(settings: Settings, data: SeedData = DEMO_SEED) -> SeedData:
+    """`saga-worker seed`: loads `data` into the Redis and key prefix of `settings`."""
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        return await load_seed(redis, settings.saga_key_prefix, data)
+    finally:
+        await redis.aclose()

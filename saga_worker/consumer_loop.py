@@ -1,0 +1,120 @@
+"""The batch loop every worker runs: poll, handle, commit; drain on rebalance and stop.
+
+A handler gets one batch of records and returns once everything the batch
+produced is durable (state in Redis, dead letters acknowledged by Kafka). Only
+then are the batch's offsets committed, so a crash replays the batch instead of
+losing it. While a batch is in flight a rebalance waits for it, so revoked
+partitions never have their offsets moved by work that another instance redoes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from saga_worker.errors import is_transient
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_S = 0.2
+MAX_RETRY_PAUSE_S = 5.0
+
+Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
+BatchHandler = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, in_flight: asyncio.Lock) -> None:
+        self._in_flight = in_flight
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Holding the lock until the current batch is committed is the whole point.
+        async with self._in_flight:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        *,
+        poll_timeout_ms: int = 200,
+        max_records: int = 500,
+    ) -> None:
+        self._consumer = consumer
+        self._topics = list(topics)
+        self._handler = handler
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_records = max_records
+        self._in_flight = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self.batches = 0
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe(self._topics, listener=_DrainOnRevoke(self._in_flight))
+
+    def stop(self) -> None:
+        """Finish the current batch, commit it, and return from run()."""
+        self._stopping.set()
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+            )
+            records = [r for part in batch.values() for r in part]
+            if not records:
+                continue
+            async with self._in_flight:
+                if not await self._handle_until_done(records):
+                    return  # stopping mid-retry: leave the batch uncommitted for a replay
+                await self._commit(records)
+            self.batches += 1
+
+    async def _handle_until_done(self, records: Sequence[Record]) -> bool:
+        """Retries a batch through transient failures (Redis or Kafka away) until stopped."""
+        pause = RETRY_PAUSE_S
+        while True:
+            try:
+                await self._handler(records)
+                return True
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("batch failed; retrying", extra={"error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            if self._stopping.is_set():
+                return False
+            pause = min(pause * 2, MAX_RETRY_PAUSE_S)
+
+    async def _commit(self, records: Sequence[Record]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in offsets or offsets[tp].offset <= r.offset:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "")
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partitions moved on; their new owner replays from the last commit and
+            # the state's version checks make that replay change nothing twice.
+            log.warning("commit skipped after a rebalance", extra={"error": str(exc)})
+        except KafkaError as exc:
+            log.warning("commit failed; the batch will be replayed", extra={"error": str(exc)})

@@ -1,0 +1,265 @@
+"""The saga definition DSL: steps, parallel groups, definitions, and a registry.
+
+A definition is an ordered list of stages; a stage is one `Step` or a
+`Parallel` group of steps run at the same time. Step kinds follow
+Garcia-Molina and Salem's sagas:
+
+- COMPENSATABLE steps come first; each names the compensation that undoes it.
+- at most one PIVOT: the go/no-go step. Once it succeeded the saga only moves
+  forward. A pivot may name a compensation topic: it is used only when the
+  pivot's own outcome is unknown (it timed out, or the saga was aborted while it
+  was in flight) and the saga fails, never after the pivot succeeded.
+- RETRIABLE steps come after the pivot: they are retried until they succeed and
+  never compensated. Their retry policy defaults to unlimited attempts; a
+  finite `max_attempts`, or a non-retryable failure, hands the saga to an
+  operator instead of compensating it.
+
+Everything is validated at construction and raises `DefinitionError` with a
+message naming the offending step. A `DefinitionRegistry` keeps every version
+of every definition, so a running saga stays on the version it started with.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from saga_worker.errors import DefinitionError, UnknownDefinitionError
+from saga_worker.retry import RetryPolicy
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]+$")  # Kafka's legal topic characters
+
+DEFAULT_STEP_TIMEOUT = timedelta(seconds=10)
+DEFAULT_RETRY = RetryPolicy(max_attempts=3)
+RETRY_FOREVER = RetryPolicy(
+    max_attempts=None,
+    initial_backoff=timedelta(seconds=1),
+    max_backoff=timedelta(seconds=60),
+)
+DEFAULT_COMPENSATION_RETRY = RetryPolicy(
+    max_attempts=10,
+    initial_backoff=timedelta(seconds=1),
+    max_backoff=timedelta(seconds=60),
+)
+
+
+class StepKind(StrEnum):
+    COMPENSATABLE = "compensatable"
+    PIVOT = "pivot"
+    RETRIABLE = "retriable"
+
+
+def _check_identifier(what: str, name: object) -> None:
+    if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name):
+        raise DefinitionError(f"{what} must be a Python-style identifier, got {name!r}")
+
+
+def _check_topic(what: str, topic: object) -> None:
+    if not isinstance(topic, str) or not _TOPIC.match(topic) or len(topic) > 200:
+        raise DefinitionError(f"{what} must be a valid Kafka topic name, got {topic!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a saga: a command, its optional compensation, timeout and retries.
+
+    `retry=None` takes the kind's default: `DEFAULT_RETRY` (3 attempts) for
+    compensatable steps and the pivot, `RETRY_FOREVER` for retriable steps.
+    """
+
+    name: str
+    command_topic: str
+    compensation_topic: str | None = None
+    timeout: timedelta = DEFAULT_STEP_TIMEOUT
+    retry: RetryPolicy | None = None
+    kind: StepKind = StepKind.COMPENSATABLE
+    policy: RetryPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_identifier("step name", self.name)
+        _check_topic(f"step {self.name!r} command_topic", self.command_topic)
+        if not isinstance(self.kind, StepKind):
+            raise DefinitionError(f"step {self.name!r}: kind must be a StepKind")
+        if self.compensation_topic is not None:
+            _check_topic(f"step {self.name!r} compensation_topic", self.compensation_topic)
+        if not isinstance(self.timeout, timedelta) or self.timeout <= timedelta(0):
+            raise DefinitionError(f"step {self.name!r}: timeout must be a positive timedelta")
+        if self.kind is StepKind.COMPENSATABLE and self.compensation_topic is None:
+            raise DefinitionError(
+                f"compensatable step {self.name!r} needs a compensation_topic "
+                "(or make it the pivot or a retriable step)"
+            )
+        if self.kind is StepKind.RETRIABLE and self.compensation_topic is not None:
+            raise DefinitionError(
+                f"retriable step {self.name!r} is never compensated: drop its compensation_topic"
+            )
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise DefinitionError(f"step {self.name!r}: retry must be a RetryPolicy")
+        default = RETRY_FOREVER if self.kind is StepKind.RETRIABLE else DEFAULT_RETRY
+        object.__setattr__(self, "policy", self.retry or default)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Parallel:
+    """A group of steps started together; the group is done when all succeeded."""
+
+    steps: tuple[Step, ...]
+
+    def __init__(self, *steps: Step) -> None:
+        if not steps:
+            raise DefinitionError("a Parallel group needs at least one step")
+        for step in steps:
+            if not isinstance(step, Step):
+                raise DefinitionError(f"a Parallel group holds Steps only, got {step!r}")
+            if step.kind is StepKind.PIVOT:
+                raise DefinitionError(f"pivot step {step.name!r} cannot be inside a Parallel group")
+        object.__setattr__(self, "steps", tuple(steps))
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+
+Stage = Step | Parallel
+
+
+@dataclass(frozen=True, slots=True)
+class SagaDefinition:
+    """A named, versioned saga: its stages, outcome topics and compensation policy.
+
+    `failure_notices` maps a notice name to a topic: when the saga ends FAILED,
+    each gets one fire-and-forget command (same shape as step commands, plus
+    `error`) next to the failed outcome. Replies to it are not awaited.
+    """
+
+    name: str
+    version: int
+    stages: tuple[Stage, ...]
+    completed_topic: str
+    failed_topic: str
+    compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
+    compensation_timeout: timedelta = DEFAULT_STEP_TIMEOUT
+    failure_notices: tuple[tuple[str, str], ...] = ()
+    # derived, for the engine's lookups
+    groups: tuple[tuple[Step, ...], ...] = field(init=False, repr=False, compare=False)
+    steps: dict[str, Step] = field(init=False, repr=False, compare=False)
+    stage_of: dict[str, int] = field(init=False, repr=False, compare=False)
+    pivot_stage: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_identifier("saga name", self.name)
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise DefinitionError(f"saga {self.name!r}: version must be an int >= 1")
+        _check_topic(f"saga {self.name!r} completed_topic", self.completed_topic)
+        _check_topic(f"saga {self.name!r} failed_topic", self.failed_topic)
+        if not isinstance(self.compensation_retry, RetryPolicy):
+            raise DefinitionError(f"saga {self.name!r}: compensation_retry must be a RetryPolicy")
+        if self.compensation_timeout <= timedelta(0):
+            raise DefinitionError(f"saga {self.name!r}: compensation_timeout must be positive")
+        stages = tuple(self.stages)
+        object.__setattr__(self, "stages", stages)
+        if not stages:
+            raise DefinitionError(f"saga {self.name!r} needs at least one step")
+        groups = tuple(_group(self.name, stage) for stage in stages)
+        steps: dict[str, Step] = {}
+        stage_of: dict[str, int] = {}
+        pivot_stage: int | None = None
+        for index, group in enumerate(groups):
+            for step in group:
+                if step.name in steps:
+                    raise DefinitionError(f"saga {self.name!r}: duplicate step name {step.name!r}")
+                steps[step.name] = step
+                stage_of[step.name] = index
+                if step.kind is StepKind.PIVOT:
+                    if pivot_stage is not None:
+                        raise DefinitionError(
+                            f"saga {self.name!r}: at most one pivot step, found "
+                            f"{groups[pivot_stage][0].name!r} and {step.name!r}"
+                        )
+                    pivot_stage = index
+                elif step.kind is StepKind.COMPENSATABLE and pivot_stage is not None:
+                    raise DefinitionError(
+                        f"saga {self.name!r}: compensatable step {step.name!r} comes after "
+                        "the pivot; only retriable steps may follow it"
+                    )
+                elif step.kind is StepKind.RETRIABLE and pivot_stage is None:
+                    raise DefinitionError(
+                        f"saga {self.name!r}: retriable step {step.name!r} must come after "
+                        "a pivot step"
+                    )
+        notices = tuple(tuple(n) for n in self.failure_notices)
+        seen: set[str] = set()
+        for notice in notices:
+            if len(notice) != 2:
+                raise DefinitionError(f"saga {self.name!r}: a failure notice is (name, topic)")
+            notice_name, topic = notice
+            _check_identifier("failure notice name", notice_name)
+            _check_topic(f"failure notice {notice_name!r} topic", topic)
+            if notice_name in steps or notice_name in seen:
+                raise DefinitionError(
+                    f"saga {self.name!r}: failure notice name {notice_name!r} is already used"
+                )
+            seen.add(notice_name)
+        object.__setattr__(self, "failure_notices", notices)
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "stage_of", stage_of)
+        object.__setattr__(self, "pivot_stage", pivot_stage)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.name, self.version)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def _group(saga: str, stage: object) -> tuple[Step, ...]:
+    if isinstance(stage, Step):
+        return (stage,)
+    if isinstance(stage, Parallel):
+        return stage.steps
+    raise DefinitionError(f"saga {saga!r}: a stage is a Step or a Parallel group, got {stage!r}")
+
+
+class DefinitionRegistry:
+    """Every registered version of every saga definition, keyed by (name, version)."""
+
+    def __init__(self, definitions: Iterable[SagaDefinition] = ()) -> None:
+        self._by_key: dict[tuple[str, int], SagaDefinition] = {}
+        for definition in definitions:
+            self.register(definition)
+
+    def register(self, definition: SagaDefinition) -> None:
+        existing = self._by_key.get(definition.key)
+        if existing is not None and existing != definition:
+            raise DefinitionError(
+                f"saga {definition.name!r} version {definition.version} is already registered "
+                "with different content; bump the version"
+            )
+        self._by_key[definition.key] = definition
+
+    def get(self, name: str, version: int) -> SagaDefinition:
+        try:
+            return self._by_key[(name, version)]
+        except KeyError:
+            raise UnknownDefinitionError(name, version, self.versions(name)) from None
+
+    def latest(self, name: str) -> SagaDefinition:
+        versions = self.versions(name)
+        if not versions:
+            raise UnknownDefinitionError(name, None)
+        return self._by_key[(name, versions[-1])]
+
+    def versions(self, name: str) -> tuple[int, ...]:
+        return tuple(sorted(v for (n, v) in self._by_key if n == name))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __iter__(self) -> Iterator[SagaDefinition]:
+        return iter(self._by_key.values())

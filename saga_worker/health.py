@@ -1,0 +1,59 @@
+"""Liveness and readiness over HTTP for container platforms.
+
+`GET /healthz` answers 200 while the worker's loops are alive; `GET /readyz`
+answers 200 once it has joined its consumer group and reached Redis, 503
+otherwise. Binds to loopback unless SAGA_HEALTH_HOST says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+Probe = Callable[[], bool]
+
+
+class HealthServer:
+    def __init__(self, host: str, port: int, live: Probe, ready: Probe) -> None:
+        self._host = host
+        self._port = port
+        self._live = live
+        self._ready = ready
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), timeout=5)
+            parts = request.decode("latin-1").split()
+            path = parts[1] if len(parts) > 1 else ""
+            probe = {"/healthz": self._live, "/readyz": self._ready}.get(path)
+            if probe is None:
+                status, body = "404 Not Found", b"not found\n"
+            elif probe():
+                status, body = "200 OK", b"ok\n"
+            else:
+                status, body = "503 Service Unavailable", b"not ready\n"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,49 @@
+"""Every Redis key the orchestrator uses, named in one place.
+
+A saga lives in ONE hash, `<ns>saga:{<saga_id>}`, so its state, version, consumed
+message ids and outbox change together in one script and share one cluster slot:
+
+    v         the version, bumped by every write (compare-and-set)
+    s         the state, as orjson
+    m:<id>    a consumed message id
+    o:<id>    an outbox entry not yet acknowledged by Kafka
+
+The global sorted sets below are hints: written before the saga's own state and
+always checked against it, so a stale entry costs a no-op, never a wrong step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERSION_FIELD = "v"
+STATE_FIELD = "s"
+SEEN_PREFIX = "m:"
+OUTBOX_PREFIX = "o:"
+TIMER_SEPARATOR = "|"  # saga ids are derived ids and never contain it
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    namespace: str = "saga-worker:"
+
+    def saga(self, saga_id: str) -> str:
+        return f"{self.namespace}saga:{{{saga_id}}}"
+
+    @property
+    def timers(self) -> str:
+        """ZSET of `<saga_id>|<timer_id>` scored by due time (epoch ms)."""
+        return f"{self.namespace}timers"
+
+    @property
+    def pending_outboxes(self) -> str:
+        """ZSET of saga ids whose outbox may hold entries, scored by first write (ms)."""
+        return f"{self.namespace}outbox:pending"
+
+    def by_status(self, status: str) -> str:
+        """ZSET of saga ids last seen in `status`, scored by update time (ms)."""
+        return f"{self.namespace}status:{status}"
+
+    @property
+    def saga_pattern(self) -> str:
+        return f"{self.namespace}saga:*"

@@ -1,0 +1,230 @@
+"""The orchestrator worker: Kafka batches, durable timers and the outbox sweeper.
+
+Per batch: decode and validate (bad records become dead letters), load every
+saga of the batch in one Redis round trip, decide, save every decision in one
+pipelined round trip (state, consumed ids and outbox together), publish, clear
+the outbox, and only then let the loop commit the offsets. A crash anywhere in
+between replays the batch, and the version checks make the replay a no-op for
+what was already saved; the sweeper republishes what was saved but not sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+
+from saga_worker.consumer_loop import ConsumerLoop, Record
+from saga_worker.dead_letters import DeadLetter
+from saga_worker.definition import DefinitionRegistry, SagaDefinition
+from saga_worker.errors import is_transient
+from saga_worker.events import TimerFired
+from saga_worker.health import HealthServer
+from saga_worker.inbound import INBOUND_TOPICS, to_inbound
+from saga_worker.kafka_clients import ensure_topics, make_consumer, make_producer
+from saga_worker.order_fulfillment import ORDER_FULFILLMENT, default_registry
+from saga_worker.processor import Applied, Inbound, SagaProcessor
+from saga_worker.publisher import Publisher
+from saga_worker.settings import Settings
+from saga_worker.store import RedisSagaStore, SagaWrite
+from schemas import topics as t
+
+log = logging.getLogger(__name__)
+
+WORKER = "orchestrator"
+TIMER_BATCH = 500
+RETRY_PAUSE_S = 0.5
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: DefinitionRegistry | None = None,
+        definition: SagaDefinition = ORDER_FULFILLMENT,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry or default_registry()
+        self._definition = definition
+        self._clock = clock
+        self._stopping = asyncio.Event()
+        self._ready = False
+        self._loop: ConsumerLoop | None = None
+        self.health: HealthServer | None = None
+
+    def stop(self) -> None:
+        """Drain the current batch, commit, and return from run()."""
+        self._stopping.set()
+        if self._loop is not None:
+            self._loop.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and not self._stopping.is_set()
+
+    async def run(self) -> None:
+        s = self._settings
+        topics = s.topics
+        await ensure_topics(
+            s.kafka, [topics.physical(n) for n in t.ALL_TOPICS], partitions=s.saga_partitions
+        )
+        redis = Redis.from_url(s.redis_url.get_secret_value())
+        producer = make_producer(s.kafka)
+        consumer = make_consumer(
+            s.kafka, group_id=s.group_id(WORKER), max_poll_records=s.saga_batch_size
+        )
+        store = RedisSagaStore(redis, s.keys, retention=s.retention)
+        self._store = store
+        self._processor = SagaProcessor(store, self._registry, self._definition, self._clock)
+        self._publisher = Publisher(producer, topics, WORKER)
+        self._loop = ConsumerLoop(
+            consumer,
+            [topics.physical(n) for n in INBOUND_TOPICS],
+            self._handle_batch,
+            max_records=s.saga_batch_size,
+        )
+        health = self.health = HealthServer(
+            s.saga_health_host, s.saga_health_port, self._live, lambda: self.ready
+        )
+        await producer.start()
+        await consumer.start()
+        await redis.ping()
+        if s.saga_health_port:
+            await health.start()
+        self._loop.subscribe()
+        self._ready = True
+        self._tasks = [
+            asyncio.create_task(self._loop.run(), name="consume"),
+            asyncio.create_task(
+                self._every(s.saga_timer_poll_ms / 1000, self._fire_timers), name="timers"
+            ),
+            asyncio.create_task(
+                self._every(s.saga_outbox_sweep_after_s / 2, self._sweep_outboxes), name="sweeper"
+            ),
+        ]
+        log.info("orchestrator running", extra={"group": s.group_id(WORKER)})
+        try:
+            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a loop that died raises here, after a clean stop below
+        finally:
+            self._ready = False
+            self.stop()
+            await self._tasks[0]  # the consumer loop drains and commits its batch
+            for task in self._tasks[1:]:
+                task.cancel()
+            await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+            await consumer.stop()
+            await producer.stop()
+            await health.stop()
+            await redis.aclose()
+            log.info("orchestrator stopped")
+
+    def _live(self) -> bool:
+        return all(not task.done() for task in getattr(self, "_tasks", []))
+
+    # -- Kafka batches -----------------------------------------------------------------
+
+    async def _handle_batch(self, records: Sequence[Record]) -> None:
+        inbound: list[Inbound] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            item = to_inbound(record, self._settings.topics, self._settings.saga_max_message_bytes)
+            if isinstance(item, DeadLetter):
+                dead.append(item)
+            else:
+                inbound.append(item)
+        applied = await self._apply_isolating_failures(inbound, dead)
+        dead += [DeadLetter(r.inbound.source, r.code, r.reason) for r in applied.rejected]
+        await self._publisher.send_dead_letters(dead)
+        self._maybe_crash("after_save")
+        await self._publish(applied.writes)
+        self._maybe_crash("after_publish")
+
+    def _maybe_crash(self, point: str) -> None:
+        s = self._settings
+        if s.saga_crash_point == point and random.random() < s.saga_crash_probability:  # noqa: S311
+            log.warning("fault injection: killing the orchestrator", extra={"point": point})
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _apply_isolating_failures(
+        self, inbound: Sequence[Inbound], dead: list[DeadLetter]
+    ) -> Applied:
+        """Applies the batch; after a bug, one event at a time, dead-lettering the culprits."""
+        try:
+            return await self._processor.apply(inbound)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("batch failed; isolating the record that breaks it")
+        merged = Applied()
+        for item in inbound:
+            try:
+                one = await self._processor.apply([item])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # A bug on one record must not stop the others: dead-letter it.
+                reason = repr(exc)[:300]
+                dead.append(DeadLetter(item.source, "processing_error", reason))
+                continue
+            merged.writes += one.writes
+            merged.rejected += one.rejected
+        return merged
+
+    async def _publish(self, writes: Sequence[SagaWrite]) -> None:
+        await self._publisher.send_entries(e for w in writes for e in w.outbox)
+        await self._store.acknowledged(writes)
+
+    # -- timers and the outbox sweeper -------------------------------------------------
+
+    async def _fire_timers(self) -> bool:
+        claimed = await self._store.claim_due_timers(self._clock(), TIMER_BATCH)
+        if not claimed:
+            return False
+        applied = await self._processor.apply(
+            [Inbound(saga_id, TimerFired(timer_id)) for saga_id, timer_id in claimed]
+        )
+        await self._publish(applied.writes)
+        await self._store.release_timers(claimed)
+        return len(claimed) == TIMER_BATCH
+
+    async def _sweep_outboxes(self) -> bool:
+        threshold = timedelta(seconds=self._settings.saga_outbox_sweep_after_s)
+        stale = await self._store.stale_outboxes(self._clock() - threshold, TIMER_BATCH)
+        for saga_id, entries in stale.items():
+            await self._publisher.send_entries(entries)
+            await self._store.clear_outbox(saga_id, [e.message_id for e in entries])
+        if stale:
+            log.info("outbox sweeper republished", extra={"sagas": len(stale)})
+        return len(stale) == TIMER_BATCH
+
+    async def _every(
+        self, interval_s: float, work: Callable[[], Coroutine[Any, Any, bool]]
+    ) -> None:
+        """Runs `work` until stopped: again at once while it reports more to do."""
+        while not self._stopping.is_set():
+            try:
+                more = await work()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("background work failed; retrying", extra={"error": repr(exc)})
+                more = False
+            if not more:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), interval_s)

@@ -1,0 +1,109 @@
+"""The OrderFulfillment saga (version 1).
+
+    reserve_inventory   ReserveItems -> ReleaseReservation          compensatable
+    process_payment     ProcessPayment -> RefundPayment             compensatable
+    create_shipment     CreateShipment (CancelShipment)             pivot
+    send_confirmation   SendOrderConfirmation                       retriable
+
+Why this shape: once a shipment exists the order is going out, so
+create_shipment is the pivot: after it succeeded the saga only moves forward,
+and the confirmation e-mail is retried until it is sent. CancelShipment is
+the pivot's compensation in the narrow sense the DSL gives it: it is sent only
+when the shipment's outcome is unknown (CreateShipment timed out on its last
+attempt, or an operator aborted while it was in flight) and the saga fails,
+so a shipment created behind our back is cancelled (the shipping participant
+leaves a tombstone if the cancel arrives first).
+
+SendCancellationNotice is not a compensation (an order confirmation is never
+sent before the pivot, so there is nothing to undo): it is a failure notice,
+sent once when the saga ends FAILED, next to OrderFulfillmentFailed, so the
+customer hears that the order was cancelled. The notification participant
+deduplicates it by command_id; no reply is awaited.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from saga_worker.definition import (
+    DefinitionRegistry,
+    SagaDefinition,
+    Step,
+    StepKind,
+)
+from saga_worker.retry import RetryPolicy
+from schemas import topics
+
+STEP_TIMEOUT = timedelta(seconds=10)
+
+# Business steps: a few quick retries for transient failures, then give up and compensate.
+STEP_RETRY = RetryPolicy(
+    max_attempts=3,
+    initial_backoff=timedelta(milliseconds=500),
+    multiplier=2.0,
+    max_backoff=timedelta(seconds=5),
+    jitter=0.2,
+)
+# After the pivot: retried until it succeeds, at most a minute apart.
+CONFIRMATION_RETRY = RetryPolicy(
+    max_attempts=None,
+    initial_backoff=timedelta(seconds=1),
+    multiplier=2.0,
+    max_backoff=timedelta(seconds=60),
+    jitter=0.2,
+)
+# Compensations must not give up quickly: ~20 attempts over roughly a quarter of an
+# hour before an operator is asked to step in.
+COMPENSATION_RETRY = RetryPolicy(
+    max_attempts=20,
+    initial_backoff=timedelta(seconds=1),
+    multiplier=2.0,
+    max_backoff=timedelta(seconds=60),
+    jitter=0.2,
+)
+
+ORDER_FULFILLMENT = SagaDefinition(
+    name="OrderFulfillment",
+    version=1,
+    stages=(
+        Step(
+            "reserve_inventory",
+            topics.RESERVE_ITEMS,
+            topics.RELEASE_RESERVATION,
+            timeout=STEP_TIMEOUT,
+            retry=STEP_RETRY,
+        ),
+        Step(
+            "process_payment",
+            topics.PROCESS_PAYMENT,
+            topics.REFUND_PAYMENT,
+            timeout=STEP_TIMEOUT,
+            retry=STEP_RETRY,
+        ),
+        Step(
+            "create_shipment",
+            topics.CREATE_SHIPMENT,
+            topics.CANCEL_SHIPMENT,
+            timeout=STEP_TIMEOUT,
+            retry=STEP_RETRY,
+            kind=StepKind.PIVOT,
+        ),
+        Step(
+            "send_confirmation",
+            topics.SEND_ORDER_CONFIRMATION,
+            timeout=STEP_TIMEOUT,
+            retry=CONFIRMATION_RETRY,
+            kind=StepKind.RETRIABLE,
+        ),
+    ),
+    completed_topic=topics.FULFILLMENT_COMPLETED,
+    failed_topic=topics.FULFILLMENT_FAILED,
+    compensation_retry=COMPENSATION_RETRY,
+    compensation_timeout=STEP_TIMEOUT,
+    failure_notices=(("send_cancellation_notice", topics.SEND_CANCELLATION_NOTICE),),
+)
+
+
+def default_registry() -> DefinitionRegistry:
+    """A registry holding every shipped version of the built-in definitions."""
+    return DefinitionRegistry([ORDER_FULFILLMENT])

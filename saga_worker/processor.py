@@ -1,0 +1,206 @@
+"""Applies events to sagas: load a batch, decide, save, and redo the sagas that lost a race.
+
+Kafka records, fired timers and operator commands all come through here, so
+the compare-and-set, duplicate detection and dead-lettering behave the same
+whichever way an event arrived. One Redis round trip loads the batch and one
+saves it; only sagas that lost a compare-and-set are loaded again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from saga_worker.definition import DefinitionRegistry, SagaDefinition
+from saga_worker.engine import Outgoing, TimerCancel, TimerSet, decide
+from saga_worker.errors import SagaWorkerError
+from saga_worker.events import (
+    CompensationSucceeded,
+    Event,
+    StartSaga,
+    StepFailed,
+    StepSucceeded,
+)
+from saga_worker.state import SagaState
+from saga_worker.store import Loaded, OutboxEntry, SagaStore, SagaWrite
+from schemas import CORRELATION_ID, MESSAGE_TYPE, TRACEPARENT
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 8  # a saga that loses this many races in a row means something is wrong
+
+
+class ContentionError(SagaWorkerError):
+    """Sagas kept losing their compare-and-set; the batch is retried from Kafka."""
+
+    retriable = True
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One event for one saga, and where it came from (for dead letters and dedupe)."""
+
+    saga_id: str
+    event: Event
+    message_id: str | None = None
+    source: Any = None  # the Kafka record it came from, for dead letters; opaque here
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event that names something that does not exist: a dead letter."""
+
+    inbound: Inbound
+    code: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Applied:
+    writes: list[SagaWrite] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    ignored: int = 0  # duplicates, late and stale events: changed nothing
+
+
+class SagaProcessor:
+    def __init__(
+        self,
+        store: SagaStore,
+        registry: DefinitionRegistry,
+        start_definition: SagaDefinition,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._start = start_definition
+        self._clock = clock
+
+    async def apply(self, inbound: Sequence[Inbound]) -> Applied:
+        by_saga: dict[str, list[Inbound]] = {}
+        for item in inbound:
+            by_saga.setdefault(item.saga_id, []).append(item)
+        result = Applied()
+        pending = by_saga
+        for _ in range(MAX_ROUNDS):
+            wanted = {
+                sid: [i.message_id for i in items if i.message_id] for sid, items in pending.items()
+            }
+            loaded = await self._store.load(wanted)
+            now = self._clock()
+            writes: list[SagaWrite] = []
+            rejected: dict[str, list[Rejected]] = {}
+            for saga_id, items in pending.items():
+                write, dead, ignored = self._decide_saga(saga_id, loaded[saga_id], items, now)
+                if write is not None:
+                    writes.append(write)
+                rejected[saga_id] = dead
+                result.ignored += ignored
+            lost = await self._store.save(writes)
+            for w in writes:
+                if w.saga_id not in lost:
+                    result.writes.append(w)
+            for saga_id, dead in rejected.items():
+                if saga_id not in lost:
+                    result.rejected.extend(dead)
+            if not lost:
+                return result
+            log.info("compare-and-set lost; re-deciding", extra={"sagas": len(lost)})
+            pending = {sid: pending[sid] for sid in lost}
+        raise ContentionError(f"{len(pending)} sagas lost {MAX_ROUNDS} compare-and-sets in a row")
+
+    def _decide_saga(
+        self,
+        saga_id: str,
+        row: Loaded,
+        items: Sequence[Inbound],
+        now: datetime,
+    ) -> tuple[SagaWrite | None, list[Rejected], int]:
+        state = original = row.state
+        seen = row.seen
+        outgoing: list[Outgoing] = []
+        timers_set: dict[str, datetime] = {}
+        cancelled: set[str] = set()
+        consumed: list[str] = []
+        dead: list[Rejected] = []
+        ignored = 0
+        for item in items:
+            if item.message_id and (item.message_id in seen or item.message_id in consumed):
+                ignored += 1
+                continue
+            definition = self._definition_for(state)
+            problem = _refusal(state, item.event, definition)
+            if problem is not None:
+                dead.append(Rejected(item, *problem))
+                continue
+            decision = decide(state, item.event, now, definition)
+            if decision.ignored is not None:
+                ignored += 1
+                log.debug("event ignored", extra={"saga_id": saga_id, "reason": decision.ignored})
+                continue
+            state = decision.state
+            outgoing.extend(decision.outgoing)
+            for change in decision.timers:
+                if isinstance(change, TimerSet):
+                    timers_set[change.timer_id] = change.due
+                    cancelled.discard(change.timer_id)
+                elif isinstance(change, TimerCancel):
+                    timers_set.pop(change.timer_id, None)
+                    cancelled.add(change.timer_id)
+            if item.message_id:
+                consumed.append(item.message_id)
+        if state is None or state is original:
+            return None, dead, ignored
+        write = SagaWrite(
+            saga_id=saga_id,
+            expected_version=row.version,
+            state=state,
+            consumed=consumed,
+            outbox=[self._entry(state, o) for o in outgoing],
+            timers_set=timers_set,
+            timers_cancelled=cancelled,
+            previous_status=original.status.value if original is not None else None,
+        )
+        return write, dead, ignored
+
+    def _definition_for(self, state: SagaState | None) -> SagaDefinition:
+        # A running saga stays on the definition version it started with.
+        if state is None:
+            return self._start
+        return self._registry.get(state.definition_name, state.definition_version)
+
+    @staticmethod
+    def _entry(state: SagaState, out: Outgoing) -> OutboxEntry:
+        headers = [(MESSAGE_TYPE, out.topic), (CORRELATION_ID, state.saga_id)]
+        trace = state.data.get(TRACE_DATA_KEY)
+        if isinstance(trace, str):
+            headers.append((TRACEPARENT, trace))
+        return OutboxEntry(out.message_id, out.topic, out.key, out.payload, tuple(headers))
+
+
+# The W3C traceparent of the OrderCreated that started a saga travels in its data.
+TRACE_DATA_KEY = "traceparent"
+
+Reply = StepSucceeded | StepFailed | CompensationSucceeded
+
+
+def _refusal(
+    state: SagaState | None, event: Event, definition: SagaDefinition
+) -> tuple[str, str] | None:
+    """Why an event must be dead-lettered rather than decided, or None."""
+    if isinstance(event, StartSaga):
+        return None
+    if state is None:
+        return "unknown_saga", "no saga with this id exists (never started, or expired)"
+    if isinstance(event, Reply) and not _known_step(definition, event.step):
+        return (
+            "unknown_step",
+            f"saga {definition.name} v{definition.version} has no step {event.step!r}",
+        )
+    return None
+
+
+def _known_step(definition: SagaDefinition, step: str) -> bool:
+    return step in definition.steps or any(name == step for name, _ in definition.failure_notices)

@@ -1,0 +1,84 @@
+"""Settings of every worker, from environment variables (and a `.env` file).
+
+Names are the environment variables, case-insensitive. Secrets are SecretStr so
+they never appear in logs, reprs or `--help`. `load_settings()` turns a bad
+value into one ConfigurationError naming the variable.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from saga_worker.errors import ConfigurationError
+from saga_worker.kafka_clients import KafkaConnection
+from saga_worker.keys import KeySpace
+from schemas.topics import Topics
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may embed a password
+
+    saga_topic_prefix: str = ""
+    saga_key_prefix: str = "saga-worker:"
+    saga_partitions: int = Field(default=6, ge=1, le=1000)
+    saga_group_prefix: str = "saga-worker"
+    saga_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger: dead letter
+    saga_batch_size: int = Field(default=500, ge=1, le=10_000)
+    saga_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
+    saga_outbox_sweep_after_s: float = Field(default=10.0, gt=0)
+    saga_timer_poll_ms: int = Field(default=100, ge=10, le=60_000)
+    saga_health_port: int = Field(default=0, ge=0, le=65535)  # 0: no health/metrics server
+    saga_health_host: str = "127.0.0.1"
+    # Fault injection for chaos tests: SIGKILL the orchestrator at this point of a
+    # batch, with this probability. Never set in production.
+    saga_crash_point: Literal["after_save", "after_publish"] | None = None
+    saga_crash_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        password = self.kafka_sasl_password
+        return KafkaConnection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=password.get_secret_value() if password else None,
+            ssl_cafile=self.kafka_ssl_cafile,
+        )
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.saga_topic_prefix)
+
+    @property
+    def keys(self) -> KeySpace:
+        return KeySpace(self.saga_key_prefix)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(seconds=self.saga_retention_s)
+
+    def group_id(self, role: str) -> str:
+        return f"{self.saga_group_prefix}.{self.saga_topic_prefix}{role}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        name = ".".join(str(p) for p in first["loc"]).upper()
+        raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from exc

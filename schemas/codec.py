@@ -1,0 +1,131 @@
+"""The one JSON codec for message bodies (orjson), and the Kafka headers we set.
+
+`decode` never lets a bad value escape as anything but `DecodeError`, whose
+`code` is short and stable (it goes into dead-letter headers and metrics) and
+whose `reason` is one line for a human.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.messages import MESSAGE_TYPES, WireMessage
+
+M = TypeVar("M", bound=WireMessage)
+
+DecodeErrorCode = Literal["not_utf8", "not_json", "not_object", "too_large", "too_deep", "invalid"]
+
+MAX_BYTES = 1024 * 1024
+# Free-form fields (`result`, unknown fields) may nest; a cap keeps a hostile
+# value from costing more than a bounded walk. orjson itself stops at 1024.
+MAX_DEPTH = 32
+_ERRORS_IN_REASON = 3
+_MAX_REASON_CHARS = 500
+
+
+class DecodeError(ValueError):
+    """A message body that cannot be turned into its model; never worth retrying."""
+
+    def __init__(self, code: DecodeErrorCode, reason: str) -> None:
+        self.code: DecodeErrorCode = code
+        self.reason = reason[:_MAX_REASON_CHARS]
+        super().__init__(f"{code}: {self.reason}")
+
+
+def encode(message: WireMessage) -> bytes:
+    """The JSON body of `message`: unknown fields kept, absent optional fields left out."""
+    return orjson.dumps(message.model_dump(mode="json"))
+
+
+def decode(
+    model_type: type[M],
+    data: bytes | None,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
+) -> M:
+    """Parse and validate one message body, or raise `DecodeError`."""
+    if not data:
+        raise DecodeError("not_json", "empty value")
+    if len(data) > max_bytes:
+        raise DecodeError("too_large", f"{len(data)} bytes, more than {max_bytes}")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("not_utf8", f"invalid UTF-8 at byte {exc.start}") from exc
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        code: DecodeErrorCode = "too_deep" if "depth limit" in str(exc) else "not_json"
+        raise DecodeError(code, str(exc)) from exc
+    if not isinstance(parsed, dict):
+        raise DecodeError("not_object", f"expected a JSON object, got {type(parsed).__name__}")
+    if _depth_exceeds(parsed, max_depth):
+        raise DecodeError("too_deep", f"nested deeper than {max_depth} levels")
+    try:
+        return model_type.model_validate(parsed)
+    except ValidationError as exc:
+        raise DecodeError("invalid", describe_validation_error(exc)) from exc
+
+
+def decode_for_topic(logical_topic: str, data: bytes | None) -> WireMessage:
+    """Decode a body read from `logical_topic`; KeyError if the topic carries no model."""
+    return decode(MESSAGE_TYPES[logical_topic], data)
+
+
+def _depth_exceeds(value: dict[str, Any], max_depth: int) -> bool:
+    # Level by level rather than recursively, so depth cannot exhaust the Python stack.
+    level: list[dict[str, Any] | list[Any]] = [value]
+    for _ in range(max_depth):
+        below: list[dict[str, Any] | list[Any]] = []
+        for node in level:
+            children = node.values() if isinstance(node, dict) else node
+            below.extend(child for child in children if isinstance(child, dict | list))
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first few errors of `exc` on one line, without the offending input."""
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}"
+        for err in errors[:_ERRORS_IN_REASON]
+    ]
+    if len(errors) > _ERRORS_IN_REASON:
+        parts.append(f"(+{len(errors) - _ERRORS_IN_REASON} more)")
+    return f"{exc.title}: " + "; ".join(parts)
+
+
+Headers = list[tuple[str, bytes]]
+
+TRACEPARENT = "traceparent"  # W3C trace context
+MESSAGE_TYPE = "message_type"  # the logical topic the body was written for
+CORRELATION_ID = "correlation_id"  # the saga id, or the order id before a saga exists
+
+
+def make_headers(message_type: str, correlation_id: str, traceparent: str | None = None) -> Headers:
+    """The headers every saga message is produced with."""
+    headers = [(MESSAGE_TYPE, message_type.encode()), (CORRELATION_ID, correlation_id.encode())]
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent.encode()))
+    return headers
+
+
+def header_value(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:
+    """The last value of header `name` as text; None if absent, null or not UTF-8."""
+    found: str | None = None
+    for key, raw in headers:
+        if key != name:
+            continue
+        try:
+            found = raw.decode("utf-8") if raw is not None else None
+        except UnicodeDecodeError:
+            found = None
+    return found

@@ -1,0 +1,18 @@
+"""`python -m tests.integration.fast_orchestrator`: the real orchestrator process, with
+test-sized timeouts, configured from the environment like `saga-worker orchestrator`.
+TEST_STEP_TIMEOUT_MS sets every step's timeout."""
+
+import os
+from datetime import timedelta
+
+from saga_worker.cli import run_worker
+from saga_worker.definition import DefinitionRegistry
+from saga_worker.orchestrator import Orchestrator
+from tests.integration.saga_support import fast_fulfillment
+
+if __name__ == "__main__":
+    timeout = timedelta(milliseconds=int(os.environ.get("TEST_STEP_TIMEOUT_MS", "800")))
+    definition = fast_fulfillment(timeout)
+    run_worker(
+        lambda s: Orchestrator(s, registry=DefinitionRegistry([definition]), definition=definition)
+    )

@@ -1,0 +1,370 @@
+"""Drives the real orchestrator through Kafka: orders in, scripted participants, outcomes out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
+
+from saga_worker.definition import DefinitionRegistry, SagaDefinition, Step, StepKind
+from saga_worker.inbound import saga_id_for_order
+from saga_worker.kafka_clients import KafkaConnection, ensure_topics, make_consumer, make_producer
+from saga_worker.orchestrator import Orchestrator
+from saga_worker.retry import RetryPolicy
+from saga_worker.settings import Settings, load_settings
+from saga_worker.state import SagaState
+from saga_worker.store import RedisSagaStore
+from schemas import topics as t
+from tests.eventually import assert_eventually
+from tests.services import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FAST_RETRY = RetryPolicy(
+    max_attempts=2,
+    initial_backoff=timedelta(milliseconds=50),
+    multiplier=2.0,
+    max_backoff=timedelta(milliseconds=200),
+    jitter=0.0,
+)
+
+
+def fast_fulfillment(timeout: timedelta = timedelta(milliseconds=800)) -> SagaDefinition:
+    """OrderFulfillment's shape with test-sized timeouts and retries."""
+    forever = RetryPolicy(
+        max_attempts=None,
+        initial_backoff=timedelta(milliseconds=50),
+        multiplier=2.0,
+        max_backoff=timedelta(milliseconds=200),
+        jitter=0.0,
+    )
+    return SagaDefinition(
+        name="OrderFulfillment",
+        version=1,
+        stages=(
+            Step(
+                "reserve_inventory",
+                t.RESERVE_ITEMS,
+                t.RELEASE_RESERVATION,
+                timeout=timeout,
+                retry=FAST_RETRY,
+            ),
+            Step(
+                "process_payment",
+                t.PROCESS_PAYMENT,
+                t.REFUND_PAYMENT,
+                timeout=timeout,
+                retry=FAST_RETRY,
+            ),
+            Step(
+                "create_shipment",
+                t.CREATE_SHIPMENT,
+                t.CANCEL_SHIPMENT,
+                timeout=timeout,
+                retry=FAST_RETRY,
+                kind=StepKind.PIVOT,
+            ),
+            Step(
+                "send_confirmation",
+                t.SEND_ORDER_CONFIRMATION,
+                timeout=timeout,
+                retry=forever,
+                kind=StepKind.RETRIABLE,
+            ),
+        ),
+        completed_topic=t.FULFILLMENT_COMPLETED,
+        failed_topic=t.FULFILLMENT_FAILED,
+        compensation_retry=FAST_RETRY,
+        compensation_timeout=timeout,
+        failure_notices=(("send_cancellation_notice", t.SEND_CANCELLATION_NOTICE),),
+    )
+
+
+FAST_FULFILLMENT = fast_fulfillment()
+# For runs where a retry would blur what is counted: no step times out during a test.
+PATIENT_FULFILLMENT = fast_fulfillment(timeout=timedelta(minutes=5))
+
+
+def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
+    return load_settings(
+        kafka_bootstrap_servers=services.bootstrap_servers,
+        redis_url=services.redis_url,
+        saga_topic_prefix=prefix,
+        saga_key_prefix=prefix,
+        saga_partitions=overrides.pop("saga_partitions", 2),
+        saga_timer_poll_ms=overrides.pop("saga_timer_poll_ms", 50),
+        saga_outbox_sweep_after_s=overrides.pop("saga_outbox_sweep_after_s", 1.0),
+        **overrides,
+    )
+
+
+def order(order_id: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "order_id": order_id,
+        "customer_id": "cust-1",
+        "items": [{"sku": "sku-1", "quantity": 2, "unit_price": 1250}],
+        "payment_method": "card",
+        "shipping_address": {"line1": "1 Main St", "city": "Lyon", "country": "FR"},
+    }
+    body.update(changes)
+    return body
+
+
+@contextlib.asynccontextmanager
+async def running_orchestrator(
+    settings: Settings, definition: SagaDefinition = FAST_FULFILLMENT
+) -> AsyncIterator[Orchestrator]:
+    worker = Orchestrator(
+        settings, registry=DefinitionRegistry([definition]), definition=definition
+    )
+    task = asyncio.create_task(worker.run())
+
+    async def ready() -> bool:
+        if task.done():
+            task.result()
+        return worker.ready
+
+    await assert_eventually(ready, within=30, message="orchestrator ready")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=30)
+
+
+class OrchestratorProcess:
+    """The orchestrator as a separate OS process, to be killed for real."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self._env = {**os.environ, **settings_env(settings), **(env or {})}
+        self.starts = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.fast_orchestrator"],
+            cwd=ROOT,
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        env[name.upper()] = str(raw)
+    return env
+
+
+Script = Callable[[str, dict[str, Any]], list[tuple[str, dict[str, Any]]]]
+
+
+def succeed_all(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [reply_for(topic, cmd)]
+
+
+def reply_for(topic: str, cmd: dict[str, Any], **extra: Any) -> tuple[str, dict[str, Any]]:
+    """The ordinary answer to a command: completed, or compensation completed."""
+    body = {
+        "saga_id": cmd["saga_id"],
+        "step_name": cmd["step_name"],
+        "command_id": cmd.get("command_id"),
+        "attempt": cmd.get("attempt"),
+        "message_id": f"reply:{cmd.get('command_id')}",
+    }
+    if topic in COMPENSATIONS:
+        return t.COMPENSATION_COMPLETED, body
+    return t.STEP_COMPLETED, {**body, "result": {"done": topic}, **extra}
+
+
+def fail_reply(cmd: dict[str, Any], error: str, retryable: bool) -> tuple[str, dict[str, Any]]:
+    return t.STEP_FAILED, {
+        "saga_id": cmd["saga_id"],
+        "step_name": cmd["step_name"],
+        "command_id": cmd.get("command_id"),
+        "attempt": cmd.get("attempt"),
+        "message_id": f"reply:{cmd.get('command_id')}",
+        "error": error,
+        "retryable": retryable,
+    }
+
+
+COMPENSATIONS = {
+    t.RELEASE_RESERVATION,
+    t.REFUND_PAYMENT,
+    t.CANCEL_SHIPMENT,
+    t.SEND_CANCELLATION_NOTICE,
+}
+
+
+@dataclass
+class ScriptedParticipants:
+    """Every participant at once: records each command and answers as the script says."""
+
+    conn: KafkaConnection
+    prefix: str
+    script: Script = succeed_all
+    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def by_saga(self, saga_id: str) -> list[str]:
+        return [f"{topic}#{c['attempt']}" for topic, c in self.commands if c["saga_id"] == saga_id]
+
+    def topics_for(self, saga_id: str) -> list[str]:
+        return [topic for topic, c in self.commands if c["saga_id"] == saga_id]
+
+    def effects(self) -> Counter[tuple[str, str]]:
+        """Distinct command ids per (saga, topic): what an idempotent participant applies."""
+        seen = {(c["saga_id"], topic, c["command_id"]) for topic, c in self.commands}
+        return Counter((saga, topic) for saga, topic, _ in seen)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ScriptedParticipants]:
+        consumer = make_consumer(
+            self.conn,
+            *(self.prefix + n for n in t.COMMAND_TOPICS),
+            group_id=f"{self.prefix}scripted",
+        )
+        producer = make_producer(self.conn)
+        await producer.start()
+        await consumer.start()
+        task = asyncio.create_task(self._serve(consumer, producer))
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await consumer.stop()
+            await producer.stop()
+
+    async def _serve(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                for r in records:
+                    topic = r.topic[len(self.prefix) :]
+                    cmd = orjson.loads(r.value)
+                    self.commands.append((topic, cmd))
+                    for reply_topic, body in self.script(topic, cmd):
+                        await producer.send(
+                            self.prefix + reply_topic,
+                            orjson.dumps(body),
+                            key=body["saga_id"].encode(),
+                        )
+            await producer.flush()
+
+
+async def produce(
+    conn: KafkaConnection,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    producer = make_producer(conn)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def send_orders(conn: KafkaConnection, prefix: str, bodies: list[dict[str, Any]]) -> None:
+    producer = make_producer(conn)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                prefix + t.ORDER_CREATED, orjson.dumps(b), key=b["order_id"].encode()
+            )
+            for b in bodies
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+class SagaReader:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.store = RedisSagaStore(redis, settings.keys)
+
+    async def state(self, order_id: str) -> SagaState | None:
+        saga_id = saga_id_for_order(order_id)
+        return (await self.store.load({saga_id: []}))[saga_id].state
+
+    async def statuses(self, order_ids: list[str]) -> Counter[str]:
+        ids = {saga_id_for_order(o): o for o in order_ids}
+        loaded = await self.store.load({s: [] for s in ids})
+        return Counter(l.state.status.value if l.state else "missing" for l in loaded.values())
+
+    async def wait_status(self, order_id: str, status: str, within: float = 30) -> SagaState:
+        async def probe() -> SagaState | None:
+            return await self.state(order_id)
+
+        found = await assert_eventually(
+            probe,
+            lambda s: s is not None and s.status.value == status,
+            within=within,
+            message=f"saga of {order_id} {status}",
+        )
+        assert found is not None
+        return found
+
+
+async def read_topic(
+    conn: KafkaConnection, topic: str, *, expect: int, within: float = 20
+) -> list[Any]:
+    """Reads a topic from the beginning until `expect` records arrived (or time ran out)."""
+    consumer = AIOKafkaConsumer(
+        topic, **conn.options(), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                got.extend(records)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def prepare_topics(settings: Settings) -> None:
+    await ensure_topics(
+        settings.kafka,
+        [settings.topics.physical(n) for n in t.ALL_TOPICS],
+        partitions=settings.saga_partitions,
+    )

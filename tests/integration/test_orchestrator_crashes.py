@@ -1,0 +1,110 @@
+"""Orchestrator processes killed with SIGKILL, and stopped mid-run, lose and double nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from redis.asyncio import Redis
+
+from saga_worker.inbound import saga_id_for_order
+from tests.eventually import assert_eventually
+from tests.integration.saga_support import (
+    OrchestratorProcess,
+    SagaReader,
+    ScriptedParticipants,
+    order,
+    prepare_topics,
+    send_orders,
+    settings_for,
+)
+from tests.services import Services
+
+PATIENT = {"TEST_STEP_TIMEOUT_MS": str(5 * 60 * 1000)}  # no retry may blur the effect count
+
+
+async def supervise(procs: list[OrchestratorProcess], until: asyncio.Event) -> None:
+    """Restarts any orchestrator that died, as a process supervisor would."""
+    while not until.is_set():
+        for proc in procs:
+            if not proc.alive:
+                proc.start()
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("point", ["after_save", "after_publish"])
+async def test_killed_orchestrators_finish_every_saga_with_one_effect_each(
+    services: Services, prefix: str, redis_client: Redis, point: str
+) -> None:
+    settings = settings_for(services, prefix, saga_batch_size=5)
+    await prepare_topics(settings)
+    crashing = OrchestratorProcess(
+        settings, {**PATIENT, "SAGA_CRASH_POINT": point, "SAGA_CRASH_PROBABILITY": "0.3"}
+    )
+    orders = [f"k-{i}" for i in range(30)]
+    scripted = ScriptedParticipants(settings.kafka, prefix)
+    done = asyncio.Event()
+    async with scripted.running():
+        supervisor = asyncio.create_task(supervise([crashing], done))
+        try:
+            await send_orders(settings.kafka, prefix, [order(o) for o in orders])
+            reader = SagaReader(redis_client, settings)
+            await assert_eventually(
+                lambda: reader.statuses(orders),
+                lambda c: c["completed"] == len(orders),
+                within=180,
+                message="every saga completed",
+            )
+        finally:
+            done.set()
+            await supervisor
+            crashing.kill()
+    assert crashing.starts > 1, "the fault injection never fired"
+    # Each step of each saga was commanded under exactly one command id: the
+    # replays after a kill resent at most the same command, never a new one.
+    assert scripted.effects() == Counter(
+        {(saga_id_for_order(o), topic): 1 for o in orders for topic in FORWARD_TOPICS}
+    )
+
+
+FORWARD_TOPICS = (
+    "InventoryService.ReserveItems",
+    "PaymentService.ProcessPayment",
+    "ShippingService.CreateShipment",
+    "NotificationService.SendOrderConfirmation",
+)
+
+
+@pytest.mark.timeout(240)
+async def test_two_instances_share_six_partitions_and_survive_one_stopping(
+    services: Services, prefix: str, redis_client: Redis
+) -> None:
+    settings = settings_for(services, prefix, saga_partitions=6)
+    await prepare_topics(settings)
+    first, second = OrchestratorProcess(settings, PATIENT), OrchestratorProcess(settings, PATIENT)
+    orders = [f"p-{i}" for i in range(500)]
+    scripted = ScriptedParticipants(settings.kafka, prefix)
+    reader = SagaReader(redis_client, settings)
+    async with scripted.running():
+        first.start()
+        second.start()
+        try:
+            await send_orders(settings.kafka, prefix, [order(o) for o in orders])
+            await assert_eventually(
+                lambda: reader.statuses(orders), lambda c: c["completed"] >= 250, within=120
+            )
+            assert second.terminate() == 0  # SIGTERM: drains, commits, exits 0
+            await assert_eventually(
+                lambda: reader.statuses(orders),
+                lambda c: c["completed"] == len(orders),
+                within=120,
+                message="every saga completed",
+            )
+        finally:
+            first.kill()
+            second.kill()
+    assert scripted.effects() == Counter(
+        {(saga_id_for_order(o), topic): 1 for o in orders for topic in FORWARD_TOPICS}
+    )

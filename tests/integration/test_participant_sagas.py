@@ -1,0 +1,135 @@
+"""The real orchestrator with the real participants: outcomes and conservation."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from participants.conservation import conservation_violations
+from participants.inspection import snapshot
+from participants.inventory import INVENTORY
+from participants.knobs import Knobs
+from participants.notification import NOTIFICATION
+from participants.payment import PAYMENT
+from participants.runtime import ParticipantWorker
+from participants.seed import DEMO_SEED, load_seed
+from participants.shipping import shipping_participant
+from saga_worker.inbound import saga_id_for_order
+from saga_worker.retry import RetryPolicy
+from saga_worker.settings import Settings
+from tests.eventually import assert_eventually
+from tests.integration.saga_support import (
+    SagaReader,
+    fast_fulfillment,
+    running_orchestrator,
+    send_orders,
+    settings_for,
+)
+from tests.services import Services
+
+PATIENT_COMPENSATION = RetryPolicy(
+    max_attempts=None,
+    initial_backoff=timedelta(milliseconds=50),
+    multiplier=2.0,
+    max_backoff=timedelta(milliseconds=200),
+    jitter=0.0,
+)
+DEFINITION = dataclasses.replace(
+    fast_fulfillment(timeout=timedelta(seconds=3)), compensation_retry=PATIENT_COMPENSATION
+)
+ENDED = {"completed", "failed"}
+
+
+def order(n: int, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "order_id": f"order-{n}",
+        "customer_id": f"cust-{n % 50 + 1:03d}",
+        "items": [
+            {"sku": "sku-espresso-beans", "quantity": 2, "unit_price": 2490},
+            {"sku": "sku-ceramic-mug", "quantity": 1, "unit_price": 1490},
+        ],
+        "payment_method": "card",
+        "shipping_address": {"line1": "1 Main St", "city": "Lyon", "country": "FR"},
+    }
+    return {**body, **changes}
+
+
+FAILING = [
+    order(101, items=[{"sku": "sku-limited-dripper", "quantity": 5, "unit_price": 8900}]),
+    order(102, customer_id="cust-broke"),
+    order(103, shipping_address={"country": "AQ"}),
+    order(104, payment_method="declined_card"),
+    order(105, items=[{"sku": "sku-unknown", "quantity": 1, "unit_price": 1}]),
+]
+
+
+@asynccontextmanager
+async def participants(settings: Settings, knobs: Knobs | None = None) -> AsyncIterator[None]:
+    shipping = shipping_participant()
+    workers = [
+        ParticipantWorker(p, settings, knobs) for p in (INVENTORY, PAYMENT, shipping, NOTIFICATION)
+    ]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
+        yield
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+
+
+async def run_orders(
+    services: Services, prefix: str, orders: list[dict[str, Any]], knobs: Knobs | None = None
+) -> tuple[set[str], set[str], list[str]]:
+    s = settings_for(services, prefix)
+    redis = aioredis.Redis.from_url(services.redis_url)
+    try:
+        seeded = await load_seed(redis, prefix, DEMO_SEED)
+        reader = SagaReader(redis, s)
+        async with running_orchestrator(s, DEFINITION), participants(s, knobs):
+            await send_orders(s.kafka, prefix, orders)
+            ids = [o["order_id"] for o in orders]
+            await assert_eventually(
+                lambda: reader.statuses(ids),
+                lambda c: set(c) <= ENDED and sum(c.values()) == len(ids),
+                within=90,
+                message="every saga ended",
+            )
+        completed, failed = set(), set()
+        for o in orders:
+            state = await reader.state(o["order_id"])
+            assert state is not None
+            saga_id = saga_id_for_order(o["order_id"])
+            (completed if state.status.value == "completed" else failed).add(saga_id)
+        problems = conservation_violations(seeded, await snapshot(redis, prefix), completed, failed)
+        return completed, failed, problems
+    finally:
+        await redis.aclose()
+
+
+async def test_orders_complete_or_fail_and_nothing_is_created_or_lost(
+    services: Services, prefix: str
+) -> None:
+    good = [order(n) for n in range(1, 9)]
+    completed, failed, problems = await run_orders(services, prefix, good + FAILING)
+    assert problems == []
+    assert completed == {saga_id_for_order(o["order_id"]) for o in good}
+    assert failed == {saga_id_for_order(o["order_id"]) for o in FAILING}
+
+
+async def test_conservation_holds_under_injected_errors_and_business_failures(
+    services: Services, prefix: str
+) -> None:
+    knobs = Knobs(error_rate=0.25, business_failure_rate=0.1, seed=11)
+    good = [order(n) for n in range(1, 21)]
+    completed, failed, problems = await run_orders(services, prefix, good + FAILING, knobs)
+    assert problems == []
+    assert len(completed) + len(failed) == len(good) + len(FAILING)
+    assert completed  # with these odds most orders still go through

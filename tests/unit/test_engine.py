@@ -1,0 +1,625 @@
+"""Every path of the engine, on OrderFulfillment and on a definition with parallel groups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from saga_worker.engine import (
+    Decision,
+    TimerCancel,
+    TimerSet,
+    command_id,
+    compensation_id,
+    decide,
+    parse_timer_id,
+)
+from saga_worker.errors import DefinitionMismatchError
+from saga_worker.events import (
+    CompensationSucceeded,
+    OperatorAbort,
+    OperatorRetry,
+    StartSaga,
+    StepFailed,
+    StepSucceeded,
+    TimerFired,
+)
+from saga_worker.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
+from saga_worker.order_fulfillment import COMPENSATION_RETRY, ORDER_FULFILLMENT, STEP_RETRY
+from saga_worker.retry import compute_backoff
+from saga_worker.state import SagaState, SagaStatus, StepStatus
+from schemas import topics
+
+from .support import ORDER_DATA, RESULTS, parallel_definition
+
+D = ORDER_FULFILLMENT
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+SID = "saga-1"
+STEPS = list(D.steps)
+COMPENSATABLE = ["reserve_inventory", "process_payment", "create_shipment"]
+COMP_TOPIC = {
+    "reserve_inventory": topics.RELEASE_RESERVATION,
+    "process_payment": topics.REFUND_PAYMENT,
+    "create_shipment": topics.CANCEL_SHIPMENT,
+}
+
+
+def ok_scripts() -> dict[str, StepScript]:
+    return {name: StepScript(then=Succeed(RESULTS[name])) for name in STEPS}
+
+
+def run(scripts: dict[str, StepScript] | None = None, **kw: bool) -> SagaHarness:
+    merged = ok_scripts()
+    merged.update(scripts or {})
+    harness = SagaHarness(D, merged, **kw)
+    harness.run_saga(SID, ORDER_DATA)
+    return harness
+
+
+def topics_sent(h: SagaHarness) -> list[str]:
+    return [m.topic for m in h.published]
+
+
+def assert_quiet(h: SagaHarness) -> None:
+    state = h.state(SID)
+    assert state.finished or state.status is SagaStatus.NEEDS_OPERATOR
+    if state.finished:
+        assert not state.timers
+        assert not h.timers
+
+
+# -- the happy path ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("minimal", [False, True])
+def test_happy_path_runs_every_step_in_order_and_completes(minimal: bool) -> None:
+    h = run(minimal_replies=minimal)
+    state = h.state(SID)
+    assert state.status is SagaStatus.COMPLETED
+    assert topics_sent(h) == [
+        topics.RESERVE_ITEMS,
+        topics.PROCESS_PAYMENT,
+        topics.CREATE_SHIPMENT,
+        topics.SEND_ORDER_CONFIRMATION,
+        topics.FULFILLMENT_COMPLETED,
+    ]
+    assert {n: s.status for n, s in state.steps.items()} == dict.fromkeys(
+        STEPS, StepStatus.SUCCEEDED
+    )
+    assert_quiet(h)
+    assert [(t.from_status, t.to_status) for t in state.history] == [
+        (None, SagaStatus.STARTED),
+        (SagaStatus.STARTED, SagaStatus.PENDING),
+        (SagaStatus.PENDING, SagaStatus.PENDING),
+        (SagaStatus.PENDING, SagaStatus.PENDING),
+        (SagaStatus.PENDING, SagaStatus.PENDING),
+        (SagaStatus.PENDING, SagaStatus.COMPLETED),
+    ]
+
+
+def test_command_and_outcome_payloads() -> None:
+    h = run()
+    first, second = h.published[0], h.published[1]
+    assert first.key == SID
+    assert (
+        first.message_id == command_id(SID, "reserve_inventory", 1) == "saga-1:reserve_inventory:a1"
+    )
+    assert first.payload == {
+        **ORDER_DATA,
+        "saga_id": SID,
+        "step_name": "reserve_inventory",
+        "command_id": "saga-1:reserve_inventory:a1",
+        "attempt": 1,
+        "message_id": "saga-1:reserve_inventory:a1",
+        "schema_version": 1,
+        "results": {},
+    }
+    assert second.payload["results"] == {"reserve_inventory": RESULTS["reserve_inventory"]}
+    outcome = h.published[-1]
+    assert outcome.topic == topics.FULFILLMENT_COMPLETED
+    assert outcome.payload == {
+        **ORDER_DATA,
+        "saga_id": SID,
+        "results": RESULTS,
+        "message_id": "saga-1:completed",
+        "schema_version": 1,
+    }
+
+
+def test_start_sets_the_first_timeout_timer() -> None:
+    decision = decide(None, StartSaga(SID, ORDER_DATA), T0, D)
+    assert decision.timers == (TimerSet("t:reserve_inventory:1", T0 + timedelta(seconds=10)),)
+    assert decision.state is not None
+    assert decision.state.timers == {"t:reserve_inventory:1": T0 + timedelta(seconds=10)}
+    assert decision.ignored is None
+
+
+def test_success_cancels_the_timeout() -> None:
+    state = started()
+    decision = decide(state, StepSucceeded("reserve_inventory", {}), T0, D)
+    assert decision.timers == (
+        TimerCancel("t:reserve_inventory:1"),
+        TimerSet("t:process_payment:1", T0 + timedelta(seconds=10)),
+    )
+
+
+# -- business failures and compensation ---------------------------------------------
+
+
+@pytest.mark.parametrize("failing", COMPENSATABLE)
+def test_a_business_failure_compensates_earlier_steps_in_reverse(failing: str) -> None:
+    h = run({failing: StepScript(attempts=(Fail("no", retryable=False),))})
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    done = COMPENSATABLE[: COMPENSATABLE.index(failing)]
+    comps = [m.topic for m in h.published if m.topic in COMP_TOPIC.values()]
+    assert comps == [COMP_TOPIC[s] for s in reversed(done)]
+    assert state.step(failing).status is StepStatus.FAILED
+    assert state.step(failing).attempt == 1  # business failures are not retried
+    for name in done:
+        assert state.step(name).status is StepStatus.COMPENSATED
+    assert topics_sent(h)[-2:] == [topics.SEND_CANCELLATION_NOTICE, topics.FULFILLMENT_FAILED]
+    failed = h.published[-1].payload
+    assert failed["error"] == f"step {failing}: attempt 1 failed: no"
+    assert failed["saga_id"] == SID
+    assert failed["order_id"] == ORDER_DATA["order_id"]
+    assert state.error == failed["error"]
+    assert_quiet(h)
+
+
+def test_compensation_payload_carries_the_original_result() -> None:
+    h = run({"process_payment": StepScript(attempts=(Fail("declined"),))})
+    release = h.messages(topic=topics.RELEASE_RESERVATION)[0]
+    assert release.payload["original_result"] == RESULTS["reserve_inventory"]
+    assert release.payload["original_command_id"] == "saga-1:reserve_inventory:a1"
+    assert release.payload["command_id"] == compensation_id(SID, "reserve_inventory", 1)
+    assert release.message_id == "saga-1:reserve_inventory:c1"
+    notice = h.messages(topic=topics.SEND_CANCELLATION_NOTICE)[0]
+    assert notice.payload["step_name"] == "send_cancellation_notice"
+    assert notice.payload["error"].startswith("step process_payment")
+
+
+@pytest.mark.parametrize("retryable", [True, None])
+@pytest.mark.parametrize("failing", COMPENSATABLE)
+def test_retryable_failures_are_retried_until_attempts_run_out(
+    failing: str, retryable: bool | None
+) -> None:
+    h = run({failing: StepScript(then=Fail("flaky", retryable=retryable))})
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert STEP_RETRY.max_attempts is not None
+    assert state.step(failing).attempt == STEP_RETRY.max_attempts
+    sent = h.messages(topic=D.steps[failing].command_topic)
+    assert [m.payload["attempt"] for m in sent] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("failing", COMPENSATABLE)
+def test_a_retry_that_succeeds_moves_on(failing: str) -> None:
+    h = run({failing: StepScript(attempts=(Fail("flaky", retryable=True), NoReply()))})
+    state = h.state(SID)
+    assert state.status is SagaStatus.COMPLETED
+    assert state.step(failing).attempt == 3
+    assert state.step(failing).uncertain  # attempt 2 timed out: unknown outcome on record
+
+
+def test_retry_waits_for_the_computed_backoff() -> None:
+    state = started()
+    decision = decide(state, StepFailed("reserve_inventory", "busy", retryable=True), T0, D)
+    delay = compute_backoff(STEP_RETRY, 1, command_id(SID, "reserve_inventory", 1))
+    assert decision.timers == (
+        TimerCancel("t:reserve_inventory:1"),
+        TimerSet("r:reserve_inventory:1", T0 + delay),
+    )
+    assert decision.outgoing == ()
+    assert decision.state is not None
+    fired = decide(decision.state, TimerFired("r:reserve_inventory:1"), T0 + delay, D)
+    assert [m.message_id for m in fired.outgoing] == ["saga-1:reserve_inventory:a2"]
+
+
+# -- timeouts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("silent", COMPENSATABLE)
+def test_a_step_that_never_answers_is_compensated_too(silent: str) -> None:
+    h = run({silent: StepScript(then=NoReply())})
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.step(silent).attempt == 3
+    assert state.step(silent).status is StepStatus.COMPENSATED
+    done = COMPENSATABLE[: COMPENSATABLE.index(silent) + 1]  # including its own
+    comps = [m.topic for m in h.published if m.topic in COMP_TOPIC.values()]
+    assert comps == [COMP_TOPIC[s] for s in reversed(done)]
+    assert "timed out" in (state.error or "")
+    assert_quiet(h)
+
+
+def test_the_confirmation_is_retried_until_it_succeeds() -> None:
+    silent = (NoReply(),) * 6 + (Fail("smtp down", retryable=True),) * 4
+    h = run({"send_confirmation": StepScript(attempts=silent, then=Succeed({}))})
+    state = h.state(SID)
+    assert state.status is SagaStatus.COMPLETED
+    assert state.step("send_confirmation").attempt == 11
+    assert not h.messages(topic=topics.CANCEL_SHIPMENT)
+
+
+def test_a_business_failure_after_the_pivot_needs_an_operator_then_resumes() -> None:
+    h = run({"send_confirmation": StepScript(attempts=(Fail("bad address", retryable=False),))})
+    state = h.state(SID)
+    assert state.status is SagaStatus.NEEDS_OPERATOR
+    assert state.operator_reason is not None
+    assert "send_confirmation" in state.operator_reason
+    assert state.step("send_confirmation").stuck
+    assert not state.timers
+    assert not [m for m in h.published if m.topic in COMP_TOPIC.values()]
+    # an abort is refused after the pivot
+    refused = h.apply(SID, OperatorAbort("customer asked"))
+    assert refused.ignored == "abort refused: the pivot step already succeeded"
+    resumed = h.apply(SID, OperatorRetry())
+    assert resumed.outgoing[0].message_id == "saga-1:send_confirmation:a2"
+    h.run()
+    state = h.state(SID)
+    assert state.status is SagaStatus.COMPLETED
+    assert state.operator_reason is None
+
+
+# -- compensation trouble ------------------------------------------------------------
+
+
+def test_compensation_times_out_and_is_retried() -> None:
+    h = run(
+        {
+            "process_payment": StepScript(attempts=(Fail("declined"),)),
+            "reserve_inventory": StepScript(
+                then=Succeed(RESULTS["reserve_inventory"]),
+                compensations=(NoReply(), Fail("locked", retryable=True)),
+            ),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.step("reserve_inventory").comp_attempt == 3
+    releases = h.messages(topic=topics.RELEASE_RESERVATION)
+    assert [m.message_id for m in releases] == [f"saga-1:reserve_inventory:c{n}" for n in (1, 2, 3)]
+
+
+def test_exhausted_compensation_needs_an_operator_who_can_resume_it() -> None:
+    h = run(
+        {
+            "create_shipment": StepScript(attempts=(Fail("no carrier"),)),
+            "reserve_inventory": StepScript(
+                then=Succeed(RESULTS["reserve_inventory"]), compensations_then=NoReply()
+            ),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.NEEDS_OPERATOR
+    assert COMPENSATION_RETRY.max_attempts is not None
+    assert state.step("reserve_inventory").comp_attempt == COMPENSATION_RETRY.max_attempts
+    assert state.step("reserve_inventory").status is StepStatus.COMPENSATION_FAILED
+    assert state.step("process_payment").status is StepStatus.COMPENSATED
+    assert state.operator_reason is not None
+    assert "compensation of reserve_inventory gave up after 20 attempts" in state.operator_reason
+    assert not state.timers
+    assert not h.messages(topic=topics.FULFILLMENT_FAILED)
+    # nothing to abort: it is compensating already
+    assert h.apply(SID, OperatorAbort()).ignored == "saga is already compensating"
+    # the participant is fixed; the operator resumes with a fresh budget
+    h.scripts["reserve_inventory"] = StepScript()
+    decision = h.apply(SID, OperatorRetry())
+    assert [m.message_id for m in decision.outgoing] == ["saga-1:reserve_inventory:c21"]
+    h.run()
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.error == "step create_shipment: attempt 1 failed: no carrier"
+    statuses = [t.to_status for t in state.history]
+    resumed = statuses.index(SagaStatus.NEEDS_OPERATOR)
+    assert statuses[resumed + 1 :] == [SagaStatus.COMPENSATING, SagaStatus.FAILED]
+    assert state.history[resumed + 1].event == "OperatorRetry"
+
+
+def test_a_non_retryable_compensation_failure_goes_straight_to_an_operator() -> None:
+    h = run(
+        {
+            "process_payment": StepScript(
+                then=Succeed(RESULTS["process_payment"]),
+                compensations=(Fail("refund refused", retryable=False),),
+            ),
+            "create_shipment": StepScript(attempts=(Fail("no carrier"),)),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.NEEDS_OPERATOR
+    assert state.step("process_payment").comp_attempt == 1
+    assert state.step("reserve_inventory").status is StepStatus.SUCCEEDED  # not yet reached
+
+
+def test_operator_retry_on_a_saga_that_does_not_need_one_is_ignored() -> None:
+    state = started()
+    assert (
+        decide(state, OperatorRetry(), T0, D).ignored
+        == "saga is pending, not waiting for an operator"
+    )
+
+
+# -- abort ---------------------------------------------------------------------------
+
+
+def test_abort_before_the_pivot_compensates_on_purpose() -> None:
+    h = SagaHarness(D, ok_scripts())
+    h.start(SID, ORDER_DATA)
+    h.run_until(T0 + timedelta(milliseconds=150))  # reserve_inventory done, payment in flight
+    assert h.state(SID).step("process_payment").status is StepStatus.PENDING
+    h.apply(SID, OperatorAbort("fraud suspected"))
+    state = h.state(SID)
+    assert state.status is SagaStatus.COMPENSATING
+    assert state.step("process_payment").status is StepStatus.COMPENSATING
+    h.run()
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.error == "aborted: fraud suspected"
+    comps = [m.topic for m in h.published if m.topic in COMP_TOPIC.values()]
+    # the payment was in flight: its outcome is unknown, so it is refunded too
+    assert comps == [topics.REFUND_PAYMENT, topics.RELEASE_RESERVATION]
+
+
+def test_abort_after_the_pivot_is_refused() -> None:
+    h = SagaHarness(D, {**ok_scripts(), "send_confirmation": StepScript(then=NoReply())})
+    h.start(SID, ORDER_DATA)
+    h.run_until(T0 + timedelta(seconds=1))
+    assert h.state(SID).stage == 3
+    decision = h.apply(SID, OperatorAbort())
+    assert decision.ignored == "abort refused: the pivot step already succeeded"
+    assert decision.state is h.state(SID)
+
+
+def test_abort_on_a_finished_saga_is_ignored() -> None:
+    h = run()
+    assert h.apply(SID, OperatorAbort()).ignored == "saga is completed"
+
+
+# -- what is ignored -----------------------------------------------------------------
+
+
+def started() -> SagaState:
+    decision = decide(None, StartSaga(SID, ORDER_DATA, "m-1"), T0, D)
+    assert decision.state is not None
+    return decision.state
+
+
+def assert_ignored(decision: Decision, state: SagaState | None, reason: str) -> None:
+    assert decision.ignored == reason
+    assert decision.state is state
+    assert decision.outgoing == ()
+    assert decision.timers == ()
+
+
+def test_a_duplicate_start_is_ignored() -> None:
+    state = started()
+    decision = decide(state, StartSaga(SID, {"other": 1}, "m-2"), T0, D)
+    assert_ignored(decision, state, "duplicate start: the saga exists")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        StepSucceeded("reserve_inventory", {}),
+        StepFailed("reserve_inventory", "x"),
+        CompensationSucceeded("reserve_inventory"),
+        TimerFired("t:reserve_inventory:1"),
+        OperatorRetry(),
+        OperatorAbort(),
+    ],
+)
+def test_events_for_an_unknown_saga_are_ignored(event: object) -> None:
+    assert_ignored(decide(None, event, T0, D), None, "unknown saga")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (StepSucceeded("nope", {}), "unknown step 'nope'"),
+        (StepFailed("nope", "x"), "unknown step 'nope'"),
+        (CompensationSucceeded("nope"), "unknown step 'nope'"),
+        (
+            StepSucceeded("process_payment", {}),
+            "step process_payment is not_started, not awaiting a reply",
+        ),
+        (
+            StepSucceeded("reserve_inventory", {}, command_id="saga-1:reserve_inventory:a0"),
+            "reply does not answer saga-1:reserve_inventory:a1",
+        ),
+        (
+            StepSucceeded("reserve_inventory", {}, attempt=2),
+            "reply does not answer saga-1:reserve_inventory:a1",
+        ),
+        (
+            StepFailed("reserve_inventory", "x", command_id="saga-1:reserve_inventory:c1"),
+            "reply does not answer saga-1:reserve_inventory:a1",
+        ),
+        (
+            CompensationSucceeded("reserve_inventory"),
+            "step reserve_inventory is pending, not compensating",
+        ),
+        (TimerFired("t:reserve_inventory:2"), "stale timer t:reserve_inventory:2"),
+        (TimerFired("r:reserve_inventory:1"), "stale timer r:reserve_inventory:1"),
+        (TimerFired("garbage"), "stale timer garbage"),
+        (TimerFired("x:reserve_inventory:1"), "stale timer x:reserve_inventory:1"),
+        (TimerFired("t:reserve_inventory:one"), "stale timer t:reserve_inventory:one"),
+        (OperatorRetry(), "saga is pending, not waiting for an operator"),
+    ],
+)
+def test_replies_and_timers_that_answer_nothing_are_ignored(event: object, reason: str) -> None:
+    state = started()
+    assert_ignored(decide(state, event, T0, D), state, reason)  # type: ignore[arg-type]
+
+
+def test_a_duplicate_reply_is_ignored() -> None:
+    state = started()
+    reply = StepSucceeded("reserve_inventory", {"r": 1}, "saga-1:reserve_inventory:a1", 1)
+    after = decide(state, reply, T0, D).state
+    assert after is not None
+    assert_ignored(
+        decide(after, reply, T0, D),
+        after,
+        "step reserve_inventory is succeeded, not awaiting a reply",
+    )
+
+
+def test_a_late_reply_after_the_timeout_is_ignored_and_the_retry_decides() -> None:
+    h = run(
+        {
+            "reserve_inventory": StepScript(
+                attempts=(Succeed({"late": True}, delay=timedelta(seconds=11)),),
+                then=Succeed({"late": False}, delay=timedelta(seconds=1)),
+            )
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.COMPLETED
+    assert state.step("reserve_inventory").result == {"late": False}
+    ignored = [a for a in h.log if a.decision.ignored]
+    assert len(ignored) == 1
+    assert ignored[0].decision.ignored == "reply does not answer saga-1:reserve_inventory:a2"
+
+
+def test_duplicated_replies_change_nothing() -> None:
+    doubles = {
+        name: StepScript(then=Succeed(RESULTS.get(name, {}), duplicates=2)) for name in STEPS
+    }
+    h = run(doubles)
+    assert h.state(SID).status is SagaStatus.COMPLETED
+    assert sum(1 for a in h.log if a.decision.ignored) == 2 * len(STEPS)
+    assert topics_sent(h)[-1] == topics.FULFILLMENT_COMPLETED
+    assert len(h.published) == 5
+
+
+def test_nothing_is_applied_after_a_terminal_state() -> None:
+    h = run()
+    state = h.state(SID)
+    for event in (
+        StepSucceeded("send_confirmation", {}),
+        StepFailed("reserve_inventory", "late"),
+        CompensationSucceeded("reserve_inventory"),
+        TimerFired("t:send_confirmation:1"),
+        OperatorRetry(),
+    ):
+        assert_ignored(decide(state, event, T0, D), state, "saga is completed")
+
+
+def test_a_minimal_failure_while_compensating_is_a_compensation_failure() -> None:
+    state = started()
+    for event in (
+        StepSucceeded("reserve_inventory", {}),
+        StepFailed("process_payment", "declined", retryable=False),
+    ):
+        decision = decide(state, event, T0, D)
+        assert decision.state is not None
+        state = decision.state
+    assert state.step("reserve_inventory").status is StepStatus.COMPENSATING
+    decision = decide(state, StepFailed("reserve_inventory", "db down"), T0, D)
+    assert decision.state is not None
+    assert decision.state.step("reserve_inventory").status is StepStatus.COMPENSATION_FAILED
+    assert [type(t) for t in decision.timers] == [TimerCancel, TimerSet]
+
+
+def test_a_state_of_another_definition_is_a_wiring_bug() -> None:
+    state = started()
+    with pytest.raises(DefinitionMismatchError):
+        decide(state, OperatorRetry(), T0, parallel_definition())
+
+
+def test_decide_does_not_touch_its_input() -> None:
+    state = started()
+    before = state.to_dict()
+    decide(state, StepFailed("reserve_inventory", "x", retryable=False), T0, D)
+    decide(state, StepSucceeded("reserve_inventory", {"a": 1}), T0, D)
+    assert state.to_dict() == before
+
+
+def test_timer_ids_parse() -> None:
+    assert parse_timer_id("cr:step_a:12") == ("cr", "step_a", 12)
+    assert parse_timer_id("t:a") is None
+
+
+# -- parallel groups -----------------------------------------------------------------
+
+P = parallel_definition()
+
+
+def run_parallel(scripts: dict[str, StepScript]) -> SagaHarness:
+    h = SagaHarness(P, scripts)
+    h.run_saga(SID, {"k": "v"})
+    return h
+
+
+def test_a_parallel_group_runs_together_and_waits_for_all() -> None:
+    h = run_parallel({"b": StepScript(then=Succeed(delay=timedelta(seconds=2)))})
+    assert h.state(SID).status is SagaStatus.COMPLETED
+    order = [m.topic for m in h.published]
+    assert order == ["svc.A", "svc.B", "svc.C", "svc.D", "svc.E", "svc.F", "Done"]
+    # d was sent only after b (the slower one) answered
+    d_at = next(a.at for a in h.log if any(m.topic == "svc.D" for m in a.decision.outgoing))
+    assert d_at == datetime(2025, 1, 1, tzinfo=UTC) + timedelta(milliseconds=2100)
+
+
+def test_a_failure_in_a_group_abandons_and_compensates_its_siblings() -> None:
+    h = run_parallel(
+        {
+            "b": StepScript(attempts=(Fail("nope"),)),
+            "c": StepScript(then=Succeed(delay=timedelta(milliseconds=150))),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.step("b").status is StepStatus.FAILED
+    assert state.step("c").status is StepStatus.COMPENSATED
+    assert state.step("c").uncertain
+    comps = [m.topic for m in h.published if m.topic.startswith("svc.Undo")]
+    assert comps == ["svc.UndoC", "svc.UndoA"]
+    assert [m.topic for m in h.published][-1] == "Failed"
+    # c's late success arrived while it was compensating: ignored
+    assert any(a.decision.ignored == "step c is compensating, not awaiting a reply" for a in h.log)
+
+
+def test_compensations_of_a_group_run_together() -> None:
+    h = run_parallel({"d": StepScript(then=Fail("no", retryable=False))})
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    comps = [m.topic for m in h.published if m.topic.startswith("svc.Undo")]
+    assert comps[:2] in (["svc.UndoB", "svc.UndoC"], ["svc.UndoC", "svc.UndoB"])
+    assert comps[2] == "svc.UndoA"
+    first = next(a for a in h.log if any(m.topic == "svc.UndoB" for m in a.decision.outgoing))
+    assert {m.topic for m in first.decision.outgoing} == {"svc.UndoB", "svc.UndoC"}
+
+
+def test_a_stuck_sibling_compensation_does_not_stop_the_others() -> None:
+    h = run_parallel(
+        {
+            "d": StepScript(then=Fail("no", retryable=False)),
+            "b": StepScript(compensations_then=NoReply()),
+            "c": StepScript(compensations=(NoReply(),)),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.NEEDS_OPERATOR
+    assert state.step("b").stuck
+    assert state.step("c").status is StepStatus.COMPENSATED
+    assert state.step("a").status is StepStatus.SUCCEEDED
+    h.scripts["b"] = StepScript()
+    h.apply(SID, OperatorRetry())
+    h.run()
+    assert h.state(SID).status is SagaStatus.FAILED
+    assert h.state(SID).step("a").status is StepStatus.COMPENSATED
+
+
+def test_retriable_group_after_the_pivot_keeps_going() -> None:
+    h = run_parallel(
+        {
+            "e": StepScript(attempts=(Fail("x", retryable=True),) * 5),
+            "f": StepScript(attempts=(NoReply(),) * 3),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.COMPLETED
+    assert (state.step("e").attempt, state.step("f").attempt) == (6, 4)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from saga_worker.errors import InvalidTransitionError, StateError
+from saga_worker.harness import Fail, SagaHarness, StepScript, Succeed
+from saga_worker.order_fulfillment import ORDER_FULFILLMENT
+from saga_worker.state import (
+    TERMINAL,
+    TRANSITIONS,
+    SagaState,
+    SagaStatus,
+    StepState,
+    StepStatus,
+    Transition,
+    check_transition,
+    from_ms,
+    is_transition_valid,
+    to_ms,
+)
+
+from .support import ORDER_DATA, RESULTS
+
+MAX_FINISHED_BYTES = 2048
+
+
+def test_the_table_covers_every_status_and_terminal_ones_lead_nowhere() -> None:
+    assert set(TRANSITIONS) == {None, *SagaStatus}
+    for status in TERMINAL:
+        assert TRANSITIONS[status] == frozenset()
+    assert is_transition_valid(None, SagaStatus.STARTED)
+    assert is_transition_valid(SagaStatus.NEEDS_OPERATOR, SagaStatus.COMPENSATING)
+    assert not is_transition_valid(SagaStatus.COMPENSATING, SagaStatus.COMPLETED)
+    assert not is_transition_valid(SagaStatus.FAILED, SagaStatus.COMPENSATING)
+    with pytest.raises(InvalidTransitionError, match="from completed to pending"):
+        check_transition(SagaStatus.COMPLETED, SagaStatus.PENDING)
+
+
+def test_times_round_trip_exactly_in_milliseconds() -> None:
+    at = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)
+    assert from_ms(to_ms(at)) == at
+    assert to_ms(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=1)) == 1
+    with pytest.raises(StateError, match="timezone-aware"):
+        to_ms(datetime(2025, 1, 1))
+
+
+def finished(scripts: dict[str, StepScript]) -> SagaState:
+    base = {name: StepScript(then=Succeed(RESULTS[name])) for name in RESULTS}
+    base.update(scripts)
+    harness = SagaHarness(ORDER_FULFILLMENT, base)
+    return harness.run_saga("5f0c6c1e-8d7a-4e55-9f7c-6a1d2b3c4d5e", ORDER_DATA)
+
+
+@pytest.mark.parametrize(
+    ("scripts", "status"),
+    [
+        ({}, SagaStatus.COMPLETED),
+        ({"create_shipment": StepScript(attempts=(Fail("no carrier"),))}, SagaStatus.FAILED),
+        (
+            {"create_shipment": StepScript(then=Fail("carrier down", retryable=True))},
+            SagaStatus.FAILED,
+        ),
+    ],
+)
+def test_state_round_trips_and_stays_small(
+    scripts: dict[str, StepScript], status: SagaStatus
+) -> None:
+    state = finished(scripts)
+    assert state.status is status
+    blob = orjson.dumps(state.to_dict())
+    assert len(blob) < MAX_FINISHED_BYTES, len(blob)
+    again = SagaState.from_dict(orjson.loads(blob))
+    assert again == state
+
+
+def test_step_defaults_are_left_out() -> None:
+    assert StepState().to_dict() == {"s": "not_started"}
+    full = StepState(StepStatus.COMPENSATED, 2, {"x": 1}, "e", True, True, 1, 3, 2)
+    assert StepState.from_dict(full.to_dict()) == full
+
+
+def test_history_rows_drop_trailing_nones() -> None:
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    row = Transition(at, "StartSaga", None, SagaStatus.STARTED).to_list()
+    assert row == [to_ms(at), "StartSaga", None, "started"]
+    assert Transition.from_list(row) == Transition(at, "StartSaga", None, SagaStatus.STARTED)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [{}, {"id": "x"}, {"id": "x", "def": "D", "ver": 1, "status": "nope"}],
+)
+def test_malformed_state_is_a_state_error(blob: dict[str, object]) -> None:
+    with pytest.raises(StateError, match="malformed saga state"):
+        SagaState.from_dict(blob)
