@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ import sys
 from participants.knobs import Knobs
 from participants.registry import build_participant
 from participants.runtime import ParticipantWorker
+from saga_worker.logs import configure_logging
 from saga_worker.settings import Settings, load_settings
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             "usage: python -m participants.main inventory|payment|shipping|notification"
         )
-    logging.basicConfig(level=os.environ.get("SAGA_LOG_LEVEL", "INFO"))
+    configure_logging()
     asyncio.run(run_participant(args[0], load_settings()))
 
 

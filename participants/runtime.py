@@ -22,17 +22,17 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from participants.definition import Participant, Route
 from participants.effects import EffectStore, Pending
-from participants.errors import EffectStoreUnavailableError
 from participants.knobs import CRASH_EXIT_CODE, FaultInjector, Knobs
 from participants.protocol import Fault, Kind, Refuse, Settled, Verdict, build_reply
 from saga_worker.consumer_loop import ConsumerLoop, Record
-from saga_worker.dead_letters import DeadLetter, log_dead_letters
+from saga_worker.dead_letters import DeadLetter
 from saga_worker.kafka_clients import ensure_topics, make_consumer, make_producer
+from saga_worker.publisher import Publisher
 from saga_worker.settings import Settings
 from schemas import (
     TRACEPARENT,
@@ -46,31 +46,6 @@ from schemas import (
 from schemas import topics as t
 
 log = logging.getLogger(__name__)
-
-STORE_RETRY_MIN_S = 0.1
-STORE_RETRY_MAX_S = 5.0
-TOPIC_VISIBLE_WITHIN_S = 30.0
-
-
-class StoppedWhileRetrying(Exception):
-    """Redis stayed away until a stop was asked for; the batch is left uncommitted."""
-
-
-async def _until_visible(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> None:
-    """Waits until the broker's metadata lists freshly created topics.
-
-    Subscribing earlier lets the group assign partitions without them, and they stay
-    unassigned until the next metadata refresh (minutes).
-    """
-    deadline = asyncio.get_running_loop().time() + TOPIC_VISIBLE_WITHIN_S
-    while True:
-        missing = set(topics) - set(await consumer.topics())
-        if not missing:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            log.warning("topics still missing from metadata", extra={"topics": sorted(missing)})
-            return
-        await asyncio.sleep(0.1)
 
 
 class ParticipantWorker:
@@ -87,6 +62,7 @@ class ParticipantWorker:
         self._started = asyncio.Event()
         self._store: EffectStore  # set by run()
         self._producer: AIOKafkaProducer  # set by run()
+        self._publisher: Publisher  # set by run()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -122,6 +98,7 @@ class ParticipantWorker:
             redis, self.participant, s.saga_key_prefix, retention_ms=retention_ms
         )
         self._producer = producer
+        self._publisher = Publisher(producer, self._topics, self.worker)
         loop = ConsumerLoop(
             consumer,
             [self._topics.physical(name) for name in self.participant.topics],
@@ -133,17 +110,12 @@ class ParticipantWorker:
             await redis.ping()
             await producer.start()
             await consumer.start()
-            await _until_visible(
-                consumer, [self._topics.physical(n) for n in self.participant.topics]
-            )
-            loop.subscribe()
+            await loop.subscribe()
             if self._stopping.is_set():
                 loop.stop()
             self._started.set()
             log.info("participant running", extra={"worker": self.worker, "group": self.group_id})
             await loop.run()
-        except StoppedWhileRetrying:
-            log.warning("stopped while Redis was unavailable; the batch will be replayed")
         finally:
             await consumer.stop()
             await producer.stop()
@@ -166,16 +138,14 @@ class ParticipantWorker:
             else:
                 pending.append(item)
                 sources.append(record)
-        settled = await self._settle(pending)
+        # Redis away: EffectStoreUnavailableError is retriable, so the loop retries the batch.
+        settled = await self._store.settle(pending)
         self._maybe_crash(settled)
-        futures: list[asyncio.Future[Any]] = []
-        for letter in dead:
-            futures.append(await self._send_dead_letter(letter))
-        for p, s, record in zip(pending, settled, sources, strict=True):
-            futures.append(
-                await self._send_reply(p, s, header_value(record.headers or (), TRACEPARENT))
-            )
-        log_dead_letters(dead, self.worker)
+        futures = [
+            await self._send_reply(p, s, header_value(record.headers or (), TRACEPARENT))
+            for p, s, record in zip(pending, settled, sources, strict=True)
+        ]
+        await self._publisher.send_dead_letters(dead)
         await asyncio.gather(*futures)
 
     def _intake(self, record: Record) -> Pending | DeadLetter:
@@ -203,18 +173,6 @@ class ParticipantWorker:
             return Fault.from_exception("handler_error", exc)
         return verdict
 
-    async def _settle(self, pending: Sequence[Pending]) -> list[Settled]:
-        delay = STORE_RETRY_MIN_S
-        while True:
-            try:
-                return await self._store.settle(pending)
-            except EffectStoreUnavailableError as exc:
-                if self._stopping.is_set():
-                    raise StoppedWhileRetrying from exc
-                log.warning("redis unavailable; retrying the batch", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX_S)
-
     def _maybe_crash(self, settled: Sequence[Settled]) -> None:
         for s in settled:
             if s.fresh and self._faults.crash():
@@ -232,14 +190,5 @@ class ParticipantWorker:
             encode(reply),
             key=command.saga_id.encode(),
             headers=make_headers(topic, command.saga_id, traceparent),
-        )
-        return fut
-
-    async def _send_dead_letter(self, letter: DeadLetter) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = await self._producer.send(
-            self._topics.physical(t.DEAD_LETTER),
-            letter.record.value,
-            key=letter.record.key,
-            headers=letter.headers(self.worker),
         )
         return fut

@@ -64,11 +64,25 @@ def participant(
     name: Annotated[str, typer.Argument(help="inventory, payment, shipping or notification")],
 ) -> None:
     """Run one sample participant worker."""
+    from participants.errors import ParticipantError  # noqa: PLC0415
     from participants.main import run_participant  # noqa: PLC0415
 
     settings = settings_or_exit()
     configure_logging()
-    asyncio.run(run_participant(name, settings))
+    try:
+        asyncio.run(run_participant(name, settings))
+    except ParticipantError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def seed() -> None:
+    """Load the demo catalogue, stock and customer balances into the participants' Redis."""
+    from participants.seed import seed_demo  # noqa: PLC0415
+
+    loaded = asyncio.run(seed_demo(settings_or_exit()))
+    typer.echo(f"seeded {len(loaded.stock)} SKUs and {len(loaded.balances)} customers")
 
 
 @app.command()

@@ -24,6 +24,7 @@ from saga_worker.errors import is_transient
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 0.2
+TOPICS_VISIBLE_WITHIN_S = 30.0
 MAX_RETRY_PAUSE_S = 5.0
 
 Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
@@ -62,7 +63,20 @@ class ConsumerLoop:
         self._stopping = asyncio.Event()
         self.batches = 0
 
-    def subscribe(self) -> None:
+    async def subscribe(self) -> None:
+        """Subscribes once the consumer's metadata lists every topic.
+
+        Subscribing to topics created a moment ago, before they show up in the
+        consumer's metadata, gets them no partitions until the next metadata
+        refresh, minutes later.
+        """
+        deadline = asyncio.get_running_loop().time() + TOPICS_VISIBLE_WITHIN_S
+        missing = set(self._topics) - set(await self._consumer.topics())
+        while missing and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            missing = set(self._topics) - set(await self._consumer.topics())
+        if missing:
+            log.warning("topics still missing from metadata", extra={"topics": sorted(missing)})
         self._consumer.subscribe(self._topics, listener=_DrainOnRevoke(self._in_flight))
 
     def stop(self) -> None:

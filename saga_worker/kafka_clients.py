@@ -65,12 +65,16 @@ def make_consumer(
     group_id: str,
     max_poll_records: int = 500,
     auto_offset_reset: str = "earliest",
+    instance_id: str | None = None,
 ) -> AIOKafkaConsumer:
     # Offsets move only when a worker commits after its effects are durable.
+    # A static instance id lets a restarted worker take its partitions back at
+    # once instead of waiting out the dead member's session (KIP-345).
     return AIOKafkaConsumer(
         *topics,
         **conn.options(),
         group_id=group_id,
+        group_instance_id=instance_id,
         enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset,
         max_poll_records=max_poll_records,

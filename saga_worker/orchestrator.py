@@ -17,11 +17,12 @@ import os
 import random
 import signal
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 
+from saga_worker.clock import utcnow
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
 from saga_worker.definition import DefinitionRegistry, SagaDefinition
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 WORKER = "orchestrator"
 TIMER_BATCH = 500
 RETRY_PAUSE_S = 0.5
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Orchestrator:
@@ -85,7 +82,10 @@ class Orchestrator:
         redis = Redis.from_url(s.redis_url.get_secret_value())
         producer = make_producer(s.kafka)
         consumer = make_consumer(
-            s.kafka, group_id=s.group_id(WORKER), max_poll_records=s.saga_batch_size
+            s.kafka,
+            group_id=s.group_id(WORKER),
+            max_poll_records=s.saga_batch_size,
+            instance_id=s.saga_instance_id,
         )
         store = RedisSagaStore(redis, s.keys, retention=s.retention)
         self._store = store
@@ -105,7 +105,7 @@ class Orchestrator:
         await redis.ping()
         if s.saga_health_port:
             await health.start()
-        self._loop.subscribe()
+        await self._loop.subscribe()
         self._ready = True
         self._tasks = [
             asyncio.create_task(self._loop.run(), name="consume"),
@@ -211,6 +211,7 @@ class Orchestrator:
             await self._store.clear_outbox(saga_id, [e.message_id for e in entries])
         if stale:
             log.info("outbox sweeper republished", extra={"sagas": len(stale)})
+        await self._store.forget_expired(self._clock() - self._settings.retention)
         return len(stale) == TIMER_BATCH
 
     async def _every(

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     saga_key_prefix: str = "saga-worker:"
     saga_partitions: int = Field(default=6, ge=1, le=1000)
     saga_group_prefix: str = "saga-worker"
+    saga_instance_id: str | None = None  # static group membership, e.g. the pod name
     saga_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger: dead letter
     saga_batch_size: int = Field(default=500, ge=1, le=10_000)
     saga_retention_s: float = Field(default=7 * 24 * 3600, gt=0)

@@ -26,7 +26,7 @@ from saga_worker.keys import (
     VERSION_FIELD,
     KeySpace,
 )
-from saga_worker.state import SagaState, to_ms
+from saga_worker.state import TERMINAL, SagaState, to_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,9 @@ class SagaStore(Protocol):
 
     async def clear_outbox(self, saga_id: str, message_ids: Sequence[str]) -> None:
         """Drops republished entries of one saga."""
+
+    async def forget_expired(self, updated_before: datetime) -> None:
+        """Drops index entries of finished sagas whose retention has run out."""
 
 
 def _script(name: str) -> str:
@@ -241,6 +244,14 @@ class RedisSagaStore:
             )
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    async def forget_expired(self, updated_before: datetime) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for status in TERMINAL:
+                pipe.zremrangebyscore(
+                    self._keys.by_status(status.value), "-inf", to_ms(updated_before)
+                )
+            await _run(pipe)
 
 
 async def _run(pipe: Any) -> list[Any]:

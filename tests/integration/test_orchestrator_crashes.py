@@ -41,7 +41,13 @@ async def test_killed_orchestrators_finish_every_saga_with_one_effect_each(
     settings = settings_for(services, prefix, saga_batch_size=5)
     await prepare_topics(settings)
     crashing = OrchestratorProcess(
-        settings, {**PATIENT, "SAGA_CRASH_POINT": point, "SAGA_CRASH_PROBABILITY": "0.3"}
+        settings,
+        {
+            **PATIENT,
+            "SAGA_CRASH_POINT": point,
+            "SAGA_CRASH_PROBABILITY": "0.1",
+            "SAGA_INSTANCE_ID": "orchestrator-1",  # a restart takes its partitions straight back
+        },
     )
     orders = [f"k-{i}" for i in range(30)]
     scripted = ScriptedParticipants(settings.kafka, prefix)

@@ -84,14 +84,14 @@ def test_parallel_groups_are_flattened_into_stages() -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: saga(), "at least one step"),
+        (saga, "at least one step"),
         (lambda: saga(comp("a"), comp("a")), "duplicate step name 'a'"),
         (lambda: saga(comp("a"), Parallel(comp("b"), comp("a"))), "duplicate step name 'a'"),
         (lambda: saga(pivot("p"), pivot("q")), "at most one pivot"),
         (lambda: saga(pivot(), comp("a")), "comes after the pivot"),
         (lambda: saga(retriable("r")), "must come after a pivot"),
         (lambda: saga(comp("a"), retriable("r"), pivot()), "must come after a pivot"),
-        (lambda: Parallel(), "at least one step"),
+        (Parallel, "at least one step"),
         (lambda: Parallel(comp("a"), pivot()), "cannot be inside a Parallel"),
         (lambda: Parallel(comp("a"), "b"), "holds Steps only"),  # type: ignore[arg-type]
         (lambda: saga("a"), "a Step or a Parallel"),  # type: ignore[arg-type]

@@ -49,10 +49,10 @@ def ok_scripts() -> dict[str, StepScript]:
     return {name: StepScript(then=Succeed(RESULTS[name])) for name in STEPS}
 
 
-def run(scripts: dict[str, StepScript] | None = None, **kw: bool) -> SagaHarness:
+def run(scripts: dict[str, StepScript] | None = None, minimal_replies: bool = False) -> SagaHarness:
     merged = ok_scripts()
     merged.update(scripts or {})
-    harness = SagaHarness(D, merged, **kw)
+    harness = SagaHarness(D, merged, minimal_replies=minimal_replies)
     harness.run_saga(SID, ORDER_DATA)
     return harness
 

@@ -1,0 +1,168 @@
+"""What an operator does to sagas: find, list, resume, abort, and count.
+
+Operator commands are engine events like any other: they go through the same
+processor (compare-and-set, outbox) and their messages are published here, so
+`retry` and `abort` behave exactly as if the orchestrator had decided them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from redis.asyncio import Redis
+
+from saga_worker.clock import utcnow
+from saga_worker.definition import DefinitionRegistry
+from saga_worker.events import Event, OperatorAbort, OperatorRetry
+from saga_worker.inbound import saga_id_for_order
+from saga_worker.kafka_clients import make_producer
+from saga_worker.order_fulfillment import ORDER_FULFILLMENT, default_registry
+from saga_worker.processor import Inbound, SagaProcessor
+from saga_worker.publisher import Publisher
+from saga_worker.settings import Settings
+from saga_worker.state import SagaState, SagaStatus, to_ms
+from saga_worker.store import RedisSagaStore
+
+WORKER = "cli"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an operator command did: the saga afterwards, or why nothing changed."""
+
+    state: SagaState | None
+    changed: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    sagas: list[SagaState]
+    next_offset: int | None
+
+
+class Operations:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        *,
+        registry: DefinitionRegistry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._store = RedisSagaStore(redis, settings.keys, retention=settings.retention)
+        self._registry = registry or default_registry()
+        self.now = clock
+
+    async def find(self, saga_or_order_id: str) -> SagaState | None:
+        """A saga by its id, or by the id of the order that started it."""
+        candidates = [saga_or_order_id, saga_id_for_order(saga_or_order_id)]
+        loaded = await self._store.load({c: [] for c in candidates})
+        for candidate in candidates:
+            if loaded[candidate].state is not None:
+                return loaded[candidate].state
+        return None
+
+    async def list(
+        self,
+        statuses: list[SagaStatus],
+        *,
+        older_than: timedelta | None = None,
+        newer_than: timedelta | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page:
+        """Sagas in the given statuses, most recently updated first, by last update age."""
+        now_ms = to_ms(self.now())
+        newest = now_ms - int(older_than.total_seconds() * 1000) if older_than else "+inf"
+        oldest = now_ms - int(newer_than.total_seconds() * 1000) if newer_than else "-inf"
+        ids: list[tuple[float, str]] = []
+        for status in statuses:
+            rows: list[tuple[bytes, float]] = await self._redis.zrevrangebyscore(  # type: ignore[assignment]
+                self._store.keys.by_status(status.value),
+                newest,
+                oldest,
+                start=0,
+                num=offset + limit + 1,
+                withscores=True,
+            )
+            ids += [(float(score), _text(member)) for member, score in rows]
+        ids.sort(reverse=True)
+        window = ids[offset : offset + limit + 1]
+        loaded = await self._store.load({saga_id: [] for _, saga_id in window[:limit]})
+        # The index is a hint: keep only sagas whose own state agrees with it.
+        wanted = set(statuses)
+        sagas = [
+            row.state
+            for row in loaded.values()
+            if row.state is not None and row.state.status in wanted
+        ]
+        sagas.sort(key=lambda s: s.updated_at, reverse=True)
+        more = len(window) > limit
+        return Page(sagas, offset + limit if more else None)
+
+    async def retry(self, saga_or_order_id: str) -> Outcome:
+        return await self._command(saga_or_order_id, OperatorRetry())
+
+    async def abort(self, saga_or_order_id: str, reason: str) -> Outcome:
+        return await self._command(saga_or_order_id, OperatorAbort(reason))
+
+    async def _command(self, saga_or_order_id: str, event: Event) -> Outcome:
+        state = await self.find(saga_or_order_id)
+        if state is None:
+            return Outcome(None, changed=False, reason="no such saga")
+        processor = SagaProcessor(self._store, self._registry, ORDER_FULFILLMENT, self.now)
+        applied = await processor.apply([Inbound(state.saga_id, event)])
+        if not applied.writes:
+            after = await self.find(state.saga_id)
+            return Outcome(after, changed=False, reason=_refusal(event, after))
+        producer = make_producer(self._settings.kafka)
+        await producer.start()
+        try:
+            publisher = Publisher(producer, self._settings.topics, WORKER)
+            await publisher.send_entries(e for w in applied.writes for e in w.outbox)
+        finally:
+            await producer.stop()
+        await self._store.acknowledged(applied.writes)
+        return Outcome(applied.writes[-1].state, changed=True)
+
+    async def counts(self) -> dict[str, int]:
+        """Sagas per status, from the status index (hints; finished ones age out)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for status in SagaStatus:
+                pipe.zcard(self._store.keys.by_status(status.value))
+            sizes = await pipe.execute()
+        return {s.value: int(n) for s, n in zip(SagaStatus, sizes, strict=True)}
+
+    async def backlog(self) -> dict[str, int]:
+        keys = self._store.keys
+        now_ms = to_ms(self.now())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.pending_outboxes)
+            pipe.zcard(keys.timers)
+            pipe.zcount(keys.timers, "-inf", now_ms)
+            pipe.zcount(keys.by_status(SagaStatus.COMPLETED.value), now_ms - 60_000, now_ms)
+            pipe.zcount(keys.by_status(SagaStatus.FAILED.value), now_ms - 60_000, now_ms)
+            outbox, timers, due, completed, failed = await pipe.execute()
+        return {
+            "outbox_pending_sagas": int(outbox),
+            "timers": int(timers),
+            "timers_due": int(due),
+            "completed_last_60s": int(completed),
+            "failed_last_60s": int(failed),
+        }
+
+
+def _refusal(event: Event, state: SagaState | None) -> str:
+    status = state.status.value if state else "missing"
+    if isinstance(event, OperatorRetry):
+        return f"saga is {status}; only a saga that needs an operator can be retried"
+    return f"saga is {status}; only a running saga before its pivot can be aborted"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
