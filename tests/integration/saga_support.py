@@ -326,7 +326,9 @@ class SagaReader:
     async def statuses(self, order_ids: list[str]) -> Counter[str]:
         ids = {saga_id_for_order(o): o for o in order_ids}
         loaded = await self.store.load({s: [] for s in ids})
-        return Counter(l.state.status.value if l.state else "missing" for l in loaded.values())
+        return Counter(
+            row.state.status.value if row.state else "missing" for row in loaded.values()
+        )
 
     async def wait_status(self, order_id: str, status: str, within: float = 30) -> SagaState:
         async def probe() -> SagaState | None:

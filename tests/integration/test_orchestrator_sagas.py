@@ -148,7 +148,8 @@ async def test_duplicate_orders_and_replies_change_nothing(
         f"{t.SEND_ORDER_CONFIRMATION}#1",
     ]
     assert len(outcomes) == 1
-    assert after is not None and after.history == state.history
+    assert after is not None
+    assert after.history == state.history
 
 
 async def test_a_late_reply_to_an_earlier_attempt_changes_nothing(
