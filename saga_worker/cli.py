@@ -99,4 +99,7 @@ def schemas(
 
 
 def main() -> None:
+    # Operator commands (show, list, retry, abort, stats, dlq) register themselves on `app`.
+    import saga_worker.cli_operator  # noqa: F401, PLC0415
+
     sys.exit(app())

@@ -1,0 +1,3 @@
+from saga_worker.cli import main
+
+main()
