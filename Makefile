@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: install up down status lint test test-unit chaos demo bench schemas clean
 
@@ -40,8 +41,24 @@ test-unit: install
 chaos: install
 	$(STACK) run -- $(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
+# The whole system on a few hundred orders. Stops what it started; `make demo KEEP=1`
+# leaves Kafka, Redis and the workers running to look around with the CLI.
+demo: install
+ifdef KEEP
+	$(STACK) up
+	$(PY) -m saga_worker demo --keep $(DEMO_ARGS)
+else
+	$(STACK) run -- $(PY) -m saga_worker demo $(DEMO_ARGS)
+endif
+
 schemas: install
 	$(PY) -m schemas.export schemas/json
+
+# Throughput, latency and memory of saga-worker against a pass-through floor and a
+# naive orchestrator, on the local Kafka and Redis. BENCH_ARGS=--quick for a smoke run.
+BENCH_ARGS ?=
+bench: install
+	$(STACK) run -- $(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean: down
 	rm -rf .runtime

@@ -8,6 +8,10 @@ SHIPPING, NOTIFICATION):
                                         (code `injected_failure`, recorded, not retryable)
     SAGA_<NAME>_ERROR_RATE              0..1: a command fails unexpectedly (code
                                         `injected_error`, nothing recorded, retryable)
+    SAGA_<NAME>_HANG_RATE               0..1: share of sagas whose actions this participant
+                                        never answers (no effect, no reply), as a hung
+                                        downstream would; chosen by a hash of the saga id,
+                                        so every attempt of that saga hangs and it times out
     SAGA_<NAME>_CRASH_RATE              0..1: after a command's effect is recorded and
                                         before any reply is sent, the process dies
                                         (os._exit(CRASH_EXIT_CODE))
@@ -22,6 +26,7 @@ restarted worker replaying the batch that killed it does not die on it again.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +43,7 @@ class Knobs:
     business_failure_rate: float = 0.0
     error_rate: float = 0.0
     crash_rate: float = 0.0
+    hang_rate: float = 0.0
     seed: int | None = None
 
     @classmethod
@@ -49,6 +55,7 @@ class Knobs:
             business_failure_rate=_number(env, stem + "BUSINESS_FAILURE_RATE", 0, 1),
             error_rate=_number(env, stem + "ERROR_RATE", 0, 1),
             crash_rate=_number(env, stem + "CRASH_RATE", 0, 1),
+            hang_rate=_number(env, stem + "HANG_RATE", 0, 1),
             seed=int(_number(env, seed_name, -(2**63), 2**63, integer=True, default=None))
             if env.get(seed_name)
             else None,
@@ -95,3 +102,10 @@ class FaultInjector:
 
     def crash(self) -> bool:
         return self._draw(self.knobs.crash_rate)
+
+    def hangs(self, saga_id: str) -> bool:
+        """Per saga, not per draw: every attempt of a hanging saga hangs again."""
+        if self.knobs.hang_rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.knobs.seed}:{saga_id}".encode()).digest()
+        return int.from_bytes(digest[:8]) / 2**64 < self.knobs.hang_rate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -96,6 +97,121 @@ def schemas(
 
     for path in write_json_schemas(folder):
         typer.echo(str(path))
+
+
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(help="how many orders to send", min=1)] = 300,
+    rate: Annotated[float, typer.Option(help="orders per second", min=0.1)] = 150.0,
+    fail_share: Annotated[
+        float, typer.Option(help="share of orders planned to fail", min=0.0, max=1.0)
+    ] = 0.2,
+    hang_share: Annotated[
+        float, typer.Option(help="share of sagas whose shipment never answers", min=0.0, max=1.0)
+    ] = 0.03,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every saga")] = 240.0,
+    keep: Annotated[bool, typer.Option(help="leave the workers running afterwards")] = False,
+    seed: Annotated[int, typer.Option(help="seed of the order mix")] = 2026,
+) -> None:
+    """Run the whole system on a few hundred orders and report what happened."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from saga_worker.demo import DemoOptions, run_demo  # noqa: PLC0415
+
+    settings = settings_or_exit()
+    options = DemoOptions(orders, rate, fail_share, hang_share, seed, timeout, keep)
+    raise typer.Exit(asyncio.run(run_demo(settings, options, Console())))
+
+
+@app.command()
+def orders(
+    count: Annotated[int, typer.Option(help="how many OrderCreated messages", min=1)] = 100,
+    rate: Annotated[float, typer.Option(help="orders per second; 0: as fast as possible")] = 50.0,
+    fail_share: Annotated[
+        float, typer.Option(help="share planned to fail (stock, card, address, funds)")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="seed of the order mix")] = None,
+    json: Annotated[bool, typer.Option("--json", help="print the orders sent as JSON")] = False,
+) -> None:
+    """Produce OrderCreated messages (against the demo catalogue; run `seed` first)."""
+    import random  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from saga_worker.kafka_clients import make_producer  # noqa: PLC0415
+    from saga_worker.order_mix import Plan, plan_orders  # noqa: PLC0415
+    from saga_worker.order_sender import send_orders  # noqa: PLC0415
+
+    settings = settings_or_exit()
+    if not 0 <= fail_share <= 1:
+        typer.echo("error: --fail-share must be within 0..1", err=True)
+        raise typer.Exit(2)
+    planned = plan_orders(count, fail_share, random.Random(seed))  # noqa: S311 - not secrets
+
+    async def produce() -> None:
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        try:
+            with Progress(disable=json) as progress:
+                task = progress.add_task("orders sent", total=count)
+                await send_orders(
+                    producer,
+                    settings.topics,
+                    planned,
+                    rate=rate or None,
+                    on_progress=lambda n: progress.update(task, completed=n),
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    if json:
+        rows = [{"order_id": o.order_id, "plan": o.plan.value} for o in planned]
+        typer.echo(orjson.dumps(rows).decode())
+    else:
+        failing = sum(o.plan is not Plan.COMPLETES for o in planned)
+        typer.echo(f"sent {count} orders ({failing} planned to fail)")
+
+
+@app.command(name="all")
+def all_workers() -> None:
+    """Run the orchestrator and the four participants in one process (development)."""
+    from participants.knobs import Knobs  # noqa: PLC0415
+    from participants.registry import build_participant  # noqa: PLC0415
+    from participants.runtime import ParticipantWorker  # noqa: PLC0415
+    from saga_worker.orchestrator import Orchestrator  # noqa: PLC0415
+    from saga_worker.worker_processes import PARTICIPANT_NAMES  # noqa: PLC0415
+
+    def make(settings: Settings) -> Stoppable:
+        workers: list[Stoppable] = [Orchestrator(settings)]
+        for name in PARTICIPANT_NAMES:
+            participant = build_participant(name, os.environ)
+            workers.append(
+                ParticipantWorker(participant, settings, Knobs.from_env(name, os.environ))
+            )
+        return Together(workers)
+
+    run_worker(make)
+
+
+class Together:
+    """Several workers as one: stop stops all, run ends when all have ended."""
+
+    def __init__(self, workers: list[Stoppable]) -> None:
+        self._workers = workers
+
+    def stop(self) -> None:
+        for worker in self._workers:
+            worker.stop()
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(w.run()) for w in self._workers]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def main() -> None:

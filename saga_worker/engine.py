@@ -117,6 +117,11 @@ def compensation_id(saga_id: str, step: str, attempt: int) -> str:
     return f"{saga_id}:{step}:c{attempt}"
 
 
+def command_belongs_to(saga_id: str, command: str | None) -> bool:
+    """Whether `command` (a reply's command_id, if any) was issued by this saga."""
+    return command is None or command.startswith(f"{saga_id}:")
+
+
 def notice_id(saga_id: str, notice: str) -> str:
     return f"{saga_id}:{notice}:n1"
 

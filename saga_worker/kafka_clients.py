@@ -6,6 +6,7 @@ cannot drift between the orchestrator, the participants and the CLI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable
@@ -15,6 +16,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+LEADERS_WITHIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,16 @@ def make_consumer(
 async def ensure_topics(
     conn: KafkaConnection, names: Iterable[str], *, partitions: int, replication: int = 1
 ) -> list[str]:
-    """Creates the topics that are missing; returns the names it created."""
+    """Creates the topics that are missing and waits until each partition has a leader.
+
+    Returns the names it created. Producing to a topic whose leaders are not
+    elected yet only earns retries and warnings, so the wait is worth it.
+    """
     admin = AIOKafkaAdminClient(**conn.options())
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = sorted(set(names) - existing)
+        wanted = set(names)
+        missing = sorted(wanted - set(await admin.list_topics()))
         if missing:
             # Another instance may win the race; the topic is there either way.
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -100,6 +107,21 @@ async def ensure_topics(
                         for n in missing
                     ]
                 )
+            await _until_led(admin, missing)
         return missing
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    deadline = asyncio.get_running_loop().time() + LEADERS_WITHIN_S
+    while asyncio.get_running_loop().time() < deadline:
+        described = await admin.describe_topics(topics)
+        if all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        await asyncio.sleep(0.05)

@@ -26,6 +26,7 @@ from saga_worker.retry import RetryPolicy
 from saga_worker.settings import Settings, load_settings
 from saga_worker.state import SagaState
 from saga_worker.store import RedisSagaStore
+from saga_worker.worker_processes import settings_env
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.services import Services
@@ -175,16 +176,6 @@ class OrchestratorProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        env[name.upper()] = str(raw)
-    return env
 
 
 Script = Callable[[str, dict[str, Any]], list[tuple[str, dict[str, Any]]]]

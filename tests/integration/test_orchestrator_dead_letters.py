@@ -69,6 +69,15 @@ BAD_RECORDS: list[tuple[str, str, bytes | None, bytes | None, str]] = [
         "unknown_saga",
     ),
     (
+        "reply forged for another saga's command",
+        t.STEP_FAILED,
+        EXISTING.encode(),
+        orjson.dumps(
+            {**REPLY, "error": "x", "command_id": "another-saga:reserve_inventory:a1"}
+        ),
+        "foreign_command",
+    ),
+    (
         "unknown step",
         t.COMPENSATION_COMPLETED,
         EXISTING.encode(),

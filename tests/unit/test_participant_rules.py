@@ -136,9 +136,10 @@ def test_knobs_are_read_per_participant_and_validated() -> None:
         "SAGA_PAYMENT_BUSINESS_FAILURE_RATE": "0.1",
         "SAGA_PAYMENT_ERROR_RATE": "0.2",
         "SAGA_PAYMENT_CRASH_RATE": "0.05",
+        "SAGA_PAYMENT_HANG_RATE": "0.01",
         "SAGA_PARTICIPANT_SEED": "42",
     }
-    assert Knobs.from_env("payment", env) == Knobs(25, 0.1, 0.2, 0.05, 42)
+    assert Knobs.from_env("payment", env) == Knobs(25, 0.1, 0.2, 0.05, 0.01, 42)
     assert Knobs.from_env("inventory", env) == Knobs(seed=42)
     assert Knobs.from_env("payment", {**env, "SAGA_PAYMENT_SEED": "7"}).seed == 7
     for bad in ({"SAGA_PAYMENT_ERROR_RATE": "1.5"}, {"SAGA_PAYMENT_LATENCY_MS": "fast"}):
@@ -192,3 +193,13 @@ def test_conservation_names_what_leaked() -> None:
     assert any("SKU a" in p for p in problems)
     assert any("has no active shipment" in p for p in problems)
     assert any("2 confirmation notices" in p for p in problems)
+
+
+def test_hanging_is_decided_per_saga_and_takes_the_planned_share() -> None:
+    faults = FaultInjector(Knobs(hang_rate=0.25, seed=7))
+    sagas = [f"saga-{i}" for i in range(4000)]
+    hung = [s for s in sagas if faults.hangs(s)]
+    assert 0.22 < len(hung) / len(sagas) < 0.28
+    # Every attempt of a hung saga hangs again: the answer depends on the saga alone.
+    assert all(faults.hangs(s) for s in hung)
+    assert not FaultInjector(Knobs(hang_rate=0.0)).hangs("saga-1")

@@ -1,0 +1,89 @@
+"""Worker processes started from Python: the demo, the benchmark and the chaos suite
+run the orchestrator and the participants as separate OS processes, as in production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from saga_worker.settings import Settings
+
+PARTICIPANT_NAMES = ("inventory", "payment", "shipping", "notification")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as the environment variables a child process reads them from."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        env[name.upper()] = str(raw)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """One `saga-worker` command in its own process, logging to a file."""
+
+    name: str
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    starts: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "saga_worker", *self.args],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self.starts += 1
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM (drain, commit, exit), then SIGKILL if it does not go in time."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.alive and self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def saga_workers(
+    settings: Settings, log_dir: Path, extra_env: Mapping[str, str] | None = None
+) -> list[WorkerProcess]:
+    """The orchestrator and the four sample participants, not yet started."""
+    env = {**settings_env(settings), **(extra_env or {})}
+    workers = [WorkerProcess("orchestrator", ("orchestrator",), env, log_dir / "orchestrator.log")]
+    workers += [
+        WorkerProcess(name, ("participant", name), env, log_dir / f"{name}.log")
+        for name in PARTICIPANT_NAMES
+    ]
+    return workers
