@@ -20,6 +20,7 @@ app = typer.Typer(
     help="Saga orchestration on Apache Kafka with saga state in Redis.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,  # a worker's crash belongs in its log as plain text
 )
 
 
