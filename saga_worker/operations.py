@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from saga_worker.clock import utcnow
 from saga_worker.definition import DefinitionRegistry
+from saga_worker.engine import decide
 from saga_worker.events import Event, OperatorAbort, OperatorRetry
 from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import make_producer
@@ -119,7 +120,7 @@ class Operations:
         applied = await processor.apply([Inbound(state.saga_id, event)])
         if not applied.writes:
             after = await self.find(state.saga_id)
-            return Outcome(after, changed=False, reason=_refusal(event, after))
+            return Outcome(after, changed=False, reason=self._refusal(event, after))
         producer = make_producer(self._settings.kafka)
         await producer.start()
         try:
@@ -129,6 +130,14 @@ class Operations:
             await producer.stop()
         await self._store.acknowledged(applied.writes)
         return Outcome(applied.writes[-1].state, changed=True)
+
+    def _refusal(self, event: Event, state: SagaState | None) -> str:
+        """The engine's own words for why it ignored the command."""
+        if state is None:
+            return "the saga expired meanwhile"
+        definition = self._registry.get(state.definition_name, state.definition_version)
+        ignored = decide(state, event, self.now(), definition).ignored
+        return ignored or f"saga is {state.status.value}; nothing to do"
 
     async def counts(self) -> dict[str, int]:
         """Sagas per status, from the status index (hints; finished ones age out)."""
@@ -155,13 +164,6 @@ class Operations:
             "completed_last_60s": int(completed),
             "failed_last_60s": int(failed),
         }
-
-
-def _refusal(event: Event, state: SagaState | None) -> str:
-    status = state.status.value if state else "missing"
-    if isinstance(event, OperatorRetry):
-        return f"saga is {status}; only a saga that needs an operator can be retried"
-    return f"saga is {status}; only a running saga before its pivot can be aborted"
 
 
 def _text(value: object) -> str:

@@ -50,7 +50,7 @@ class ForeignPayment:
                         producer.send(
                             self.prefix + topic,
                             json.dumps(body).encode(),
-                            key=body["saga_id"].encode(),
+                            key=str(body["saga_id"]).encode(),
                         )
                 producer.flush()
         finally:

@@ -1,0 +1,261 @@
+"""How the operator commands present sagas, stats and dead letters: JSON views and rich tables.
+
+Saga data, errors and dead-letter bodies come from outside, so they are printed
+as plain `Text`, never parsed as rich markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.json import JSON
+from rich.table import Table
+from rich.text import Text
+
+from saga_worker.dlq import Letter
+from saga_worker.kafka_admin import GroupLag
+from saga_worker.operations import Page
+from saga_worker.state import SagaState, SagaStatus, StepState, from_ms, to_ms
+
+PREVIEW_CHARS = 80
+
+STATUS_STYLE = {
+    SagaStatus.STARTED: "cyan",
+    SagaStatus.PENDING: "cyan",
+    SagaStatus.COMPENSATING: "yellow",
+    SagaStatus.COMPLETED: "green",
+    SagaStatus.FAILED: "red",
+    SagaStatus.NEEDS_OPERATOR: "bold magenta",
+}
+
+console = Console(highlight=False)
+
+
+# -- sagas ----------------------------------------------------------------------------
+
+
+def saga_view(state: SagaState) -> dict[str, Any]:
+    """Everything about a saga, with readable names and ISO times."""
+    return {
+        "saga_id": state.saga_id,
+        "order_id": state.data.get("order_id"),
+        "status": state.status.value,
+        "definition": {"name": state.definition_name, "version": state.definition_version},
+        "created_at": state.created_at.isoformat(),
+        "updated_at": state.updated_at.isoformat(),
+        "error": state.error,
+        "operator_reason": state.operator_reason,
+        "data": state.data,
+        "steps": {name: _step_view(step) for name, step in state.steps.items()},
+        "history": [
+            {
+                "at": h.at.isoformat(),
+                "after_ms": to_ms(h.at) - to_ms(state.created_at),
+                "event": h.event,
+                "from": h.from_status.value if h.from_status else None,
+                "to": h.to_status.value,
+                "step": h.step,
+                "detail": h.detail,
+            }
+            for h in state.history
+        ],
+    }
+
+
+def saga_summary(state: SagaState, now: datetime) -> dict[str, Any]:
+    last = state.history[-1] if state.history else None
+    return {
+        "saga_id": state.saga_id,
+        "order_id": state.data.get("order_id"),
+        "status": state.status.value,
+        "last_step": last.step if last else None,
+        "updated_at": state.updated_at.isoformat(),
+        "age_s": round((now - state.updated_at).total_seconds(), 3),
+        "reason": state.operator_reason or state.error,
+    }
+
+
+def _step_view(step: StepState) -> dict[str, Any]:
+    return {**asdict(step), "status": step.status.value}
+
+
+def print_saga(state: SagaState) -> None:
+    head = Table.grid(padding=(0, 2))
+    head.add_row("saga", Text(state.saga_id))
+    head.add_row("order", Text(str(state.data.get("order_id", "-"))))
+    head.add_row("status", _status(state.status))
+    head.add_row("definition", f"{state.definition_name} v{state.definition_version}")
+    head.add_row("started", f"{state.created_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC")
+    head.add_row("updated", _since(state.updated_at - state.created_at))
+    if state.error:
+        head.add_row("error", Text(state.error))
+    if state.operator_reason:
+        head.add_row("needs operator", Text(state.operator_reason))
+    console.print(head)
+    console.print("\n[bold]data[/bold]")
+    console.print(JSON.from_data(state.data, default=str))
+    console.print(_steps_table(state))
+    console.print(_timeline(state))
+
+
+def _steps_table(state: SagaState) -> Table:
+    table = Table(title="steps", title_justify="left")
+    table.add_column("step", no_wrap=True)
+    for column in ("status", "attempts", "compensations", "result / error"):
+        table.add_column(column)
+    for name, step in state.steps.items():
+        flags = [f for f, on in (("uncertain", step.uncertain), ("stuck", step.stuck)) if on]
+        status = step.status.value + (f" ({', '.join(flags)})" if flags else "")
+        outcome = step.error if step.error is not None else _compact(step.result)
+        table.add_row(name, status, str(step.attempt), str(step.comp_attempt), Text(outcome or ""))
+    return table
+
+
+def _timeline(state: SagaState) -> Text:
+    """One line per transition, its detail indented below: reads at any terminal width."""
+    lines = Text("timeline\n", style="bold")
+    for h in state.history:
+        before = h.from_status.value if h.from_status else "-"
+        moved = h.to_status.value if before == h.to_status.value else f"{before} -> {h.to_status}"
+        lines.append(f"{_since(h.at - state.created_at):>9}  {h.event:<24} ")
+        lines.append(f"{moved:<26}", style=STATUS_STYLE[h.to_status])
+        lines.append(f" {h.step or ''}\n")
+        if h.detail:
+            lines.append(f"{'':11}{h.detail}\n", style="dim")
+    return lines
+
+
+def print_page(page: Page, now: datetime) -> None:
+    table = Table()
+    table.add_column("saga", overflow="fold")  # whole, to be copied
+    table.add_column("status", no_wrap=True)
+    for column in ("order", "updated", "reason"):
+        table.add_column(column)
+    for state in page.sagas:
+        s = saga_summary(state, now)
+        table.add_row(
+            Text(s["saga_id"]),
+            _status(state.status),
+            Text(str(s["order_id"] or "")),
+            _ago(now - state.updated_at),
+            Text(s["reason"] or ""),
+        )
+    console.print(table)
+    more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
+    console.print(f"{_count(len(page.sagas), 'saga')}{more}")
+
+
+def _status(status: SagaStatus) -> Text:
+    return Text(status.value, style=STATUS_STYLE[status])
+
+
+# -- the system -----------------------------------------------------------------------
+
+
+def print_stats(
+    counts: Mapping[str, int], backlog: Mapping[str, int], lags: Sequence[GroupLag]
+) -> None:
+    sagas = Table(title="sagas by state", title_justify="left")
+    sagas.add_column("state")
+    sagas.add_column("sagas", justify="right")
+    for status in SagaStatus:
+        sagas.add_row(_status(status), str(counts.get(status.value, 0)))
+    console.print(sagas)
+    work = Table(title="last minute and backlog", title_justify="left")
+    work.add_column("measure")
+    work.add_column("value", justify="right")
+    for name, value in backlog.items():
+        work.add_row(name.replace("_", " "), str(value))
+    console.print(work)
+    lag = Table(title="consumer lag", title_justify="left")
+    for column in ("group", "lag", "partitions", "committed"):
+        lag.add_column(column, justify="left" if column == "group" else "right")
+    for g in lags:
+        committed = str(g.committed_partitions) if g.committed_partitions else "never"
+        lag.add_row(g.group, str(g.lag), str(g.partitions), committed)
+    console.print(lag)
+
+
+# -- dead letters ---------------------------------------------------------------------
+
+
+def letter_view(letter: Letter) -> dict[str, Any]:
+    r = letter.record
+    return {
+        "id": letter.id,
+        "dlq_partition": letter.partition,
+        "dlq_offset": letter.offset,
+        "time": from_ms(letter.timestamp_ms).isoformat(),
+        "source_topic": r.source_topic if r else None,
+        "source_partition": r.partition if r else None,
+        "source_offset": r.offset if r else None,
+        "code": r.error_code if r else "unreadable",
+        "reason": r.reason if r else letter.problem,
+        "worker": r.worker if r else None,
+        "failed_at": r.failed_at.isoformat() if r else None,
+        "value_bytes": len(r.value) if r and r.value is not None else None,
+        "preview": preview(r.value if r else None),
+    }
+
+
+def print_letters(letters: Sequence[Letter]) -> None:
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    for column in ("time", "source", "code", "reason", "value"):
+        table.add_column(column)
+    for letter in letters:
+        v = letter_view(letter)
+        source = f"{v['source_topic']}[{v['source_partition']}]@{v['source_offset']}"
+        table.add_row(
+            letter.id,
+            v["time"][:19].replace("T", " "),
+            Text(source if letter.record else "?"),
+            Text(str(v["code"] or "")),
+            Text(v["reason"] or ""),
+            Text(v["preview"]),
+        )
+    console.print(table)
+    console.print(_count(len(letters), "dead letter"))
+
+
+def preview(value: bytes | None) -> str:
+    """The start of a value as one printable line."""
+    if value is None:
+        return "(no value)"
+    text = value[:PREVIEW_CHARS].decode("utf-8", errors="backslashreplace")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text + ("..." if len(value) > PREVIEW_CHARS else "")
+
+
+# -- formatting -----------------------------------------------------------------------
+
+
+def _since(delta: timedelta) -> str:
+    """A time after the saga started: +0.412s, +3m05s, +2h10m."""
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"+{seconds:.3f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"+{minutes}m{secs:02d}s"
+    return f"+{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _ago(delta: timedelta) -> str:
+    whole = timedelta(seconds=int(delta.total_seconds()))
+    return _since(whole).removeprefix("+").replace(".000s", "s") + " ago"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _compact(value: Mapping[str, Any] | None) -> str:
+    if value is None:
+        return ""
+    text = ", ".join(f"{k}={v}" for k, v in value.items())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
