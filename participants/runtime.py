@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,12 +29,25 @@ from redis.asyncio import Redis
 from participants.definition import Participant, Route
 from participants.effects import EffectStore, Pending
 from participants.knobs import CRASH_EXIT_CODE, FaultInjector, Knobs
-from participants.protocol import Fault, Kind, Refuse, Settled, Verdict, build_reply
+from participants.protocol import (
+    Compensated,
+    Completed,
+    Fault,
+    Kind,
+    Outcome,
+    Refuse,
+    Settled,
+    Verdict,
+    build_reply,
+)
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
+from saga_worker.health import HealthServer
 from saga_worker.kafka_clients import ensure_topics, make_consumer, make_producer
+from saga_worker.metrics import ParticipantMetrics
 from saga_worker.publisher import Publisher
 from saga_worker.settings import Settings
+from saga_worker.tracing import configure_tracing
 from schemas import (
     TRACEPARENT,
     DecodeError,
@@ -60,6 +74,9 @@ class ParticipantWorker:
         self._stopping = asyncio.Event()
         self._loop: ConsumerLoop | None = None
         self._started = asyncio.Event()
+        self.metrics = ParticipantMetrics(self.worker, participant.name)
+        self.health: HealthServer | None = None
+        self._tracer = configure_tracing(f"saga-worker-{self.worker}")
         self._store: EffectStore  # set by run()
         self._producer: AIOKafkaProducer  # set by run()
         self._publisher: Publisher  # set by run()
@@ -77,6 +94,11 @@ class ParticipantWorker:
         await self._started.wait()
 
     @property
+    def ready(self) -> bool:
+        """Joined its group and consuming; false again once stopping."""
+        return self._started.is_set() and not self._stopping.is_set()
+
+    @property
     def group_id(self) -> str:
         return self._settings.group_id(self.worker)
 
@@ -91,7 +113,10 @@ class ParticipantWorker:
         redis = Redis.from_url(s.redis_url.get_secret_value())
         producer = make_producer(s.kafka)
         consumer = make_consumer(
-            s.kafka, group_id=self.group_id, max_poll_records=s.saga_batch_size
+            s.kafka,
+            group_id=self.group_id,
+            max_poll_records=s.saga_batch_size,
+            instance_id=s.saga_instance_id,
         )
         retention_ms = int(s.retention.total_seconds() * 1000)
         self._store = EffectStore(
@@ -106,7 +131,17 @@ class ParticipantWorker:
             max_records=s.saga_batch_size,
         )
         self._loop = loop
+        # Alive as long as run() is: a loop that dies ends run() and takes the server down.
+        health = self.health = HealthServer(
+            s.saga_health_host,
+            s.saga_health_port,
+            lambda: True,
+            lambda: self.ready,
+            metrics=self.metrics.render,
+        )
         try:
+            if s.saga_health_port:
+                await health.start()
             await redis.ping()
             await producer.start()
             await consumer.start()
@@ -119,12 +154,15 @@ class ParticipantWorker:
         finally:
             await consumer.stop()
             await producer.stop()
+            await health.stop()
             await redis.aclose()
             log.info("participant stopped", extra={"worker": self.worker})
 
     # -- one batch ---------------------------------------------------------------------
 
     async def handle_batch(self, records: Sequence[Record]) -> None:
+        started_ns = time.time_ns()
+        self.metrics.batch(len(records))
         latency = self._faults.knobs.latency_ms
         if latency:
             await asyncio.sleep(latency / 1000)
@@ -133,6 +171,8 @@ class ParticipantWorker:
         dead: list[DeadLetter] = []
         for record in records:
             item = self._intake(record)
+            if item is None:
+                continue
             if isinstance(item, DeadLetter):
                 dead.append(item)
             else:
@@ -141,14 +181,38 @@ class ParticipantWorker:
         # Redis away: EffectStoreUnavailableError is retriable, so the loop retries the batch.
         settled = await self._store.settle(pending)
         self._maybe_crash(settled)
+        traces = [header_value(record.headers or (), TRACEPARENT) for record in sources]
         futures = [
-            await self._send_reply(p, s, header_value(record.headers or (), TRACEPARENT))
-            for p, s, record in zip(pending, settled, sources, strict=True)
+            await self._send_reply(p, s, trace)
+            for p, s, trace in zip(pending, settled, traces, strict=True)
         ]
         await self._publisher.send_dead_letters(dead)
         await asyncio.gather(*futures)
+        self.metrics.dead_letters(dead)
+        self._observe(pending, settled, traces, started_ns)
 
-    def _intake(self, record: Record) -> Pending | DeadLetter:
+    def _observe(
+        self,
+        pending: Sequence[Pending],
+        settled: Sequence[Settled],
+        traces: Sequence[str | None],
+        started_ns: int,
+    ) -> None:
+        """Counts the answered commands and, when export is on, traces each one."""
+        for p, s, trace in zip(pending, settled, traces, strict=True):
+            outcome = outcome_label(s.outcome)
+            self.metrics.command(p.logical_topic, outcome)
+            if self._tracer.enabled:
+                attributes = {
+                    "saga_id": p.command.saga_id,
+                    "step": p.command.step_name,
+                    "command_id": p.command.command_id or "",
+                    "outcome": outcome,
+                }
+                name = f"{self.participant.name} {p.logical_topic}"
+                self._tracer.span(name, trace, started_ns, attributes)
+
+    def _intake(self, record: Record) -> Pending | DeadLetter | None:
         logical = self._topics.logical(record.topic)
         route = self.participant.routes.get(logical)
         if route is None:
@@ -159,6 +223,8 @@ class ParticipantWorker:
             command = decode(route.model, record.value)
         except DecodeError as exc:
             return DeadLetter(record, exc.code, exc.reason)
+        if route.kind is Kind.ACTION and self._faults.hangs(command.saga_id):
+            return None  # fault injection: a hung downstream neither acts nor answers
         return Pending(command, logical, route.kind, self._verdict(route, command))
 
     def _verdict(self, route: Route[Any], command: SagaCommand) -> Verdict:
@@ -169,7 +235,14 @@ class ParticipantWorker:
         try:
             verdict: Verdict = route.prepare(command)
         except Exception as exc:  # a bug in a handler must not stop the others
-            log.exception("prepare failed", extra={"saga_id": command.saga_id})
+            log.exception(
+                "prepare failed",
+                extra={
+                    "saga_id": command.saga_id,
+                    "step": command.step_name,
+                    "command_id": command.command_id,
+                },
+            )
             return Fault.from_exception("handler_error", exc)
         return verdict
 
@@ -192,3 +265,12 @@ class ParticipantWorker:
             headers=make_headers(topic, command.saga_id, traceparent),
         )
         return fut
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """completed, compensated, failed (a business refusal) or error (retryable)."""
+    if isinstance(outcome, Completed):
+        return "completed"
+    if isinstance(outcome, Compensated):
+        return "compensated"
+    return "error" if outcome.retryable else "failed"

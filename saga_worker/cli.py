@@ -186,11 +186,11 @@ def all_workers() -> None:
 
     def make(settings: Settings) -> Stoppable:
         workers: list[Stoppable] = [Orchestrator(settings)]
+        # One process, one port: the orchestrator serves health and metrics for all.
+        quiet = settings.model_copy(update={"saga_health_port": 0})
         for name in PARTICIPANT_NAMES:
             participant = build_participant(name, os.environ)
-            workers.append(
-                ParticipantWorker(participant, settings, Knobs.from_env(name, os.environ))
-            )
+            workers.append(ParticipantWorker(participant, quiet, Knobs.from_env(name, os.environ)))
         return Together(workers)
 
     run_worker(make)

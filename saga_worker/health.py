@@ -1,8 +1,9 @@
-"""Liveness and readiness over HTTP for container platforms.
+"""Liveness, readiness and metrics over HTTP for container platforms and Prometheus.
 
 `GET /healthz` answers 200 while the worker's loops are alive; `GET /readyz`
 answers 200 once it has joined its consumer group and reached Redis, 503
-otherwise. Binds to loopback unless SAGA_HEALTH_HOST says otherwise.
+otherwise; `GET /metrics` serves the worker's Prometheus metrics. Binds to
+loopback unless SAGA_HEALTH_HOST says otherwise.
 """
 
 from __future__ import annotations
@@ -10,15 +11,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 Probe = Callable[[], bool]
+Render = Callable[[], bytes]
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, live: Probe, ready: Probe) -> None:
+    def __init__(
+        self, host: str, port: int, live: Probe, ready: Probe, *, metrics: Render | None = None
+    ) -> None:
         self._host = host
         self._port = port
         self._live = live
         self._ready = ready
+        self._metrics = metrics
         self._server: asyncio.Server | None = None
 
     @property
@@ -39,16 +46,9 @@ class HealthServer:
         try:
             request = await asyncio.wait_for(reader.readline(), timeout=5)
             parts = request.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else ""
-            probe = {"/healthz": self._live, "/readyz": self._ready}.get(path)
-            if probe is None:
-                status, body = "404 Not Found", b"not found\n"
-            elif probe():
-                status, body = "200 OK", b"ok\n"
-            else:
-                status, body = "503 Service Unavailable", b"not ready\n"
+            status, content_type, body = self._answer(parts[1] if len(parts) > 1 else "")
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body
             )
@@ -57,3 +57,13 @@ class HealthServer:
             pass
         finally:
             writer.close()
+
+    def _answer(self, path: str) -> tuple[str, str, bytes]:
+        if path == "/metrics" and self._metrics is not None:
+            return "200 OK", CONTENT_TYPE_LATEST, self._metrics()
+        probe = {"/healthz": self._live, "/readyz": self._ready}.get(path)
+        if probe is None:
+            return "404 Not Found", "text/plain", b"not found\n"
+        if probe():
+            return "200 OK", "text/plain", b"ok\n"
+        return "503 Service Unavailable", "text/plain", b"not ready\n"

@@ -16,26 +16,31 @@ import logging
 import os
 import random
 import signal
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from saga_worker.clock import utcnow
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
 from saga_worker.definition import DefinitionRegistry, SagaDefinition
-from saga_worker.errors import is_transient
+from saga_worker.errors import StoreUnavailableError, is_transient
 from saga_worker.events import TimerFired
 from saga_worker.health import HealthServer
 from saga_worker.inbound import INBOUND_TOPICS, to_inbound
 from saga_worker.kafka_clients import ensure_topics, make_consumer, make_producer
+from saga_worker.metrics import OrchestratorMetrics
 from saga_worker.order_fulfillment import ORDER_FULFILLMENT, default_registry
-from saga_worker.processor import Applied, Inbound, SagaProcessor
+from saga_worker.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
 from saga_worker.publisher import Publisher
 from saga_worker.settings import Settings
+from saga_worker.state import SagaState, SagaStatus
 from saga_worker.store import RedisSagaStore, SagaWrite
+from saga_worker.tracing import configure_tracing
 from schemas import topics as t
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,8 @@ class Orchestrator:
         self._ready = False
         self._loop: ConsumerLoop | None = None
         self.health: HealthServer | None = None
+        self.metrics = OrchestratorMetrics(WORKER)
+        self._tracer = configure_tracing("saga-worker-" + WORKER)
 
     def stop(self) -> None:
         """Drain the current batch, commit, and return from run()."""
@@ -79,7 +86,7 @@ class Orchestrator:
         await ensure_topics(
             s.kafka, [topics.physical(n) for n in t.ALL_TOPICS], partitions=s.saga_partitions
         )
-        redis = Redis.from_url(s.redis_url.get_secret_value())
+        redis = self._redis = Redis.from_url(s.redis_url.get_secret_value())
         producer = make_producer(s.kafka)
         consumer = make_consumer(
             s.kafka,
@@ -98,7 +105,11 @@ class Orchestrator:
             max_records=s.saga_batch_size,
         )
         health = self.health = HealthServer(
-            s.saga_health_host, s.saga_health_port, self._live, lambda: self.ready
+            s.saga_health_host,
+            s.saga_health_port,
+            self._live,
+            lambda: self.ready,
+            metrics=self.metrics.render,
         )
         await producer.start()
         await consumer.start()
@@ -140,6 +151,8 @@ class Orchestrator:
     # -- Kafka batches -----------------------------------------------------------------
 
     async def _handle_batch(self, records: Sequence[Record]) -> None:
+        started_ns = time.time_ns()
+        self.metrics.batch(len(records))
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
         for record in records:
@@ -150,7 +163,9 @@ class Orchestrator:
                 inbound.append(item)
         applied = await self._apply_isolating_failures(inbound, dead)
         dead += [DeadLetter(r.inbound.source, r.code, r.reason) for r in applied.rejected]
+        self._observe(applied, started_ns)
         await self._publisher.send_dead_letters(dead)
+        self.metrics.dead_letters(dead)
         self._maybe_crash("after_save")
         await self._publish(applied.writes)
         self._maybe_crash("after_publish")
@@ -182,8 +197,7 @@ class Orchestrator:
                 reason = repr(exc)[:300]
                 dead.append(DeadLetter(item.source, "processing_error", reason))
                 continue
-            merged.writes += one.writes
-            merged.rejected += one.rejected
+            merged.merge(one)
         return merged
 
     async def _publish(self, writes: Sequence[SagaWrite]) -> None:
@@ -196,9 +210,12 @@ class Orchestrator:
         claimed = await self._store.claim_due_timers(self._clock(), TIMER_BATCH)
         if not claimed:
             return False
+        started_ns = time.time_ns()
+        self.metrics.timers_fired(len(claimed))
         applied = await self._processor.apply(
             [Inbound(saga_id, TimerFired(timer_id)) for saga_id, timer_id in claimed]
         )
+        self._observe(applied, started_ns)
         await self._publish(applied.writes)
         await self._store.release_timers(claimed)
         return len(claimed) == TIMER_BATCH
@@ -212,7 +229,20 @@ class Orchestrator:
         if stale:
             log.info("outbox sweeper republished", extra={"sagas": len(stale)})
         await self._store.forget_expired(self._clock() - self._settings.retention)
+        await self._measure_backlog()
         return len(stale) == TIMER_BATCH
+
+    async def _measure_backlog(self) -> None:
+        keys = self._settings.keys
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(keys.pending_outboxes)
+                pipe.zcard(keys.timers)
+                outboxes, timers = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        self.metrics.outbox_backlog.set(outboxes)
+        self.metrics.timer_backlog.set(timers)
 
     async def _every(
         self, interval_s: float, work: Callable[[], Coroutine[Any, Any, bool]]
@@ -229,3 +259,43 @@ class Orchestrator:
             if not more:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), interval_s)
+
+    # -- metrics and logs of saved decisions --------------------------------------------
+
+    def _observe(self, applied: Applied, started_ns: int) -> None:
+        self.metrics.ignored(applied.ignored)
+        self.metrics.conflicts(applied.conflicts)
+        for write in applied.writes:
+            state = write.state
+            definition = self._registry.get(state.definition_name, state.definition_version)
+            self.metrics.saga(applied.before.get(write.saga_id), state, definition)
+            if state.status.value != write.previous_status:
+                _log_transition(state)
+            if self._tracer.enabled:
+                trace = state.data.get(TRACE_DATA_KEY)
+                attributes = {k: v for k, v in _context(state).items() if v is not None}
+                attributes["previous_status"] = write.previous_status or ""
+                self._tracer.span(
+                    f"saga {state.definition_name}",
+                    trace if isinstance(trace, str) else None,
+                    started_ns,
+                    attributes,
+                )
+
+
+def _log_transition(state: SagaState) -> None:
+    """Terminal transitions at DEBUG (thousands a second under load); an operator's at WARNING."""
+    if state.status is SagaStatus.NEEDS_OPERATOR:
+        log.warning(
+            "saga needs an operator", extra={**_context(state), "reason": state.operator_reason}
+        )
+    elif state.finished and log.isEnabledFor(logging.DEBUG):
+        log.debug("saga finished", extra={**_context(state), "error": state.error})
+
+
+def _context(state: SagaState) -> dict[str, Any]:
+    return {
+        "saga_id": state.saga_id,
+        "order_id": state.data.get("order_id"),
+        "status": state.status.value,
+    }

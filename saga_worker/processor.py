@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from saga_worker.definition import DefinitionRegistry, SagaDefinition
-from saga_worker.engine import Outgoing, TimerCancel, TimerSet, decide
+from saga_worker.engine import Outgoing, TimerCancel, TimerSet, command_belongs_to, decide
 from saga_worker.errors import SagaWorkerError
 from saga_worker.events import (
     CompensationSucceeded,
@@ -63,6 +63,16 @@ class Applied:
     writes: list[SagaWrite] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     ignored: int = 0  # duplicates, late and stale events: changed nothing
+    conflicts: int = 0  # writes that lost a compare-and-set and were decided again
+    # The state each saved write replaced (None: it started the saga), for metrics.
+    before: dict[str, SagaState | None] = field(default_factory=dict)
+
+    def merge(self, other: Applied) -> None:
+        self.writes += other.writes
+        self.rejected += other.rejected
+        self.ignored += other.ignored
+        self.conflicts += other.conflicts
+        self.before.update(other.before)
 
 
 class SagaProcessor:
@@ -91,23 +101,26 @@ class SagaProcessor:
             loaded = await self._store.load(wanted)
             now = self._clock()
             writes: list[SagaWrite] = []
-            rejected: dict[str, list[Rejected]] = {}
+            per_saga: dict[str, tuple[list[Rejected], int]] = {}
             for saga_id, items in pending.items():
                 write, dead, ignored = self._decide_saga(saga_id, loaded[saga_id], items, now)
                 if write is not None:
                     writes.append(write)
-                rejected[saga_id] = dead
-                result.ignored += ignored
+                per_saga[saga_id] = dead, ignored
             lost = await self._store.save(writes)
             for w in writes:
                 if w.saga_id not in lost:
                     result.writes.append(w)
-            for saga_id, dead in rejected.items():
+                    result.before[w.saga_id] = loaded[w.saga_id].state
+            for saga_id, (dead, ignored) in per_saga.items():
                 if saga_id not in lost:
                     result.rejected.extend(dead)
+                    result.ignored += ignored
             if not lost:
                 return result
-            log.info("compare-and-set lost; re-deciding", extra={"sagas": len(lost)})
+            # A lost race is normal (a rebalance, a timer on another instance); counted, not logged.
+            result.conflicts += len(lost)
+            log.debug("compare-and-set lost; re-deciding", extra={"sagas": len(lost)})
             pending = {sid: pending[sid] for sid in lost}
         raise ContentionError(f"{len(pending)} sagas lost {MAX_ROUNDS} compare-and-sets in a row")
 
@@ -138,7 +151,14 @@ class SagaProcessor:
             decision = decide(state, item.event, now, definition)
             if decision.ignored is not None:
                 ignored += 1
-                log.debug("event ignored", extra={"saga_id": saga_id, "reason": decision.ignored})
+                log.debug(
+                    "event ignored",
+                    extra={
+                        "saga_id": saga_id,
+                        "message_id": item.message_id,
+                        "reason": decision.ignored,
+                    },
+                )
                 continue
             state = decision.state
             outgoing.extend(decision.outgoing)
@@ -199,6 +219,9 @@ def _refusal(
             "unknown_step",
             f"saga {definition.name} v{definition.version} has no step {event.step!r}",
         )
+    if isinstance(event, Reply) and not command_belongs_to(state.saga_id, event.command_id):
+        # Command ids are derived from the saga id: this reply answers another saga.
+        return "foreign_command", f"command_id {event.command_id!r} is not one of this saga's"
     return None
 
 

@@ -21,6 +21,7 @@ class ForeignPayment:
     prefix: str
     charged: dict[str, int] = field(default_factory=dict)  # saga_id -> amount
     refunded: dict[str, int] = field(default_factory=dict)
+    assigned: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -44,7 +45,10 @@ class ForeignPayment:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap)
         try:
             while not self._stop.is_set():
-                for records in consumer.poll(timeout_ms=200).values():
+                batch = consumer.poll(timeout_ms=200)
+                if consumer.assignment():
+                    self.assigned.set()
+                for records in batch.values():
                     for record in records:
                         topic, body = self._answer(record.topic, json.loads(record.value))
                         producer.send(

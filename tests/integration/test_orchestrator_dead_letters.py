@@ -72,9 +72,7 @@ BAD_RECORDS: list[tuple[str, str, bytes | None, bytes | None, str]] = [
         "reply forged for another saga's command",
         t.STEP_FAILED,
         EXISTING.encode(),
-        orjson.dumps(
-            {**REPLY, "error": "x", "command_id": "another-saga:reserve_inventory:a1"}
-        ),
+        orjson.dumps({**REPLY, "error": "x", "command_id": "another-saga:reserve_inventory:a1"}),
         "foreign_command",
     ),
     (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import redis.asyncio as aioredis
 
@@ -19,6 +20,7 @@ from saga_worker.settings import Settings
 from tests.integration.foreign_payment import ForeignPayment
 from tests.integration.saga_support import (
     SagaReader,
+    fast_fulfillment,
     order,
     prepare_topics,
     running_orchestrator,
@@ -53,7 +55,10 @@ async def test_sagas_complete_and_compensate_through_a_minimal_foreign_participa
     foreign = ForeignPayment(services.bootstrap_servers, prefix)
     foreign.start()
     try:
-        async with running_orchestrator(settings), our_participants_but_payment(settings):
+        # kafka-python joins its group in its own time; no order goes out before.
+        assert await asyncio.to_thread(foreign.assigned.wait, 60)
+        patient = fast_fulfillment(timeout=timedelta(seconds=10))
+        async with running_orchestrator(settings, patient), our_participants_but_payment(settings):
             await send_orders(
                 settings.kafka,
                 prefix,

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKERS = {"orchestrator", "inventory", "payment", "shipping", "notification"}
 PARTICIPANTS = WORKERS - {"orchestrator"}
 
+
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -87,4 +88,3 @@ def test_the_image_runs_saga_worker_as_a_user_with_a_health_check(dockerfile: st
 def test_the_image_leaves_local_state_and_secrets_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".runtime", ".env", "tests"} <= ignored
-

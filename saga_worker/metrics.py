@@ -1,0 +1,229 @@
+"""Prometheus metrics of every worker, defined in one place.
+
+Each worker owns a registry (so several workers in one process, as in tests,
+count apart) and serves it on its HealthServer's `/metrics`. Everything is
+derived from what a batch already holds: the state a saga was loaded with and
+the state that was saved. Nothing here does I/O.
+
+Step durations come from the step's timeout timer: it was set to `sent + timeout`
+when the command went out, so the saga state that receives the reply knows when
+its command was sent without storing anything more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from saga_worker.dead_letters import DeadLetter
+from saga_worker.definition import SagaDefinition
+from saga_worker.engine import COMP_TIMEOUT, TIMEOUT, timer_id
+from saga_worker.state import SagaState, SagaStatus, StepState, StepStatus
+
+SAGA_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_RECORDS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+# A step whose status moved to one of these, with the same attempt, had its reply applied.
+_ACTION_REPLIED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED})
+_COMPENSATION_REPLIED = frozenset({StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED})
+
+
+class WorkerMetrics:
+    """What every worker counts: batches and dead letters, plus process metrics."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self._batch = Histogram(
+            "saga_batch_records",
+            "Records per Kafka batch handled",
+            ["worker"],
+            buckets=BATCH_RECORDS,
+            registry=r,
+        ).labels(worker)
+        self._dead_letters = Counter(
+            "saga_dead_letters",
+            "Records sent to the dead-letter topic",
+            ["worker", "code"],
+            registry=r,
+        )
+
+    def batch(self, records: int) -> None:
+        self._batch.observe(records)
+
+    def dead_letters(self, letters: Iterable[DeadLetter]) -> None:
+        for letter in letters:
+            self._dead_letters.labels(self.worker, letter.code).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class OrchestratorMetrics(WorkerMetrics):
+    def __init__(self, worker: str = "orchestrator") -> None:
+        super().__init__(worker)
+        r = self.registry
+        by_definition = ["definition"]
+        self._started = Counter("sagas_started", "Sagas started", by_definition, registry=r)
+        self._completed = Counter("sagas_completed", "Sagas completed", by_definition, registry=r)
+        self._failed = Counter(
+            "sagas_failed", "Sagas failed (fully compensated)", by_definition, registry=r
+        )
+        self._needs_operator = Counter(
+            "sagas_needing_operator",
+            "Times a saga gave up retrying and was left for an operator",
+            by_definition,
+            registry=r,
+        )
+        self._saga_seconds = Histogram(
+            "saga_duration_seconds",
+            "Saga creation to completed or failed",
+            ["definition", "status"],
+            buckets=SAGA_SECONDS,
+            registry=r,
+        )
+        self._step_seconds = Histogram(
+            "saga_step_duration_seconds",
+            "Command sent to its reply applied, per step and outcome",
+            ["definition", "step", "outcome"],
+            buckets=STEP_SECONDS,
+            registry=r,
+        )
+        self._step_retries = Counter(
+            "saga_step_retries",
+            "Step commands sent again after a failure or timeout",
+            ["definition", "step"],
+            registry=r,
+        )
+        self._compensation_retries = Counter(
+            "saga_compensation_retries",
+            "Compensation commands sent again after a failure or timeout",
+            ["definition", "step"],
+            registry=r,
+        )
+        self._ignored = Counter(
+            "saga_events_ignored",
+            "Duplicate, late or stale events that changed nothing",
+            registry=r,
+        )
+        self._conflicts = Counter(
+            "saga_cas_conflicts",
+            "Saga writes that lost their compare-and-set and were decided again",
+            registry=r,
+        )
+        self._timers_fired = Counter("saga_timers_fired", "Due timers claimed", registry=r)
+        self.outbox_backlog = Gauge(
+            "saga_outbox_backlog",
+            "Sagas with outbox entries not yet acknowledged by Kafka (at the last sweep)",
+            registry=r,
+        )
+        self.timer_backlog = Gauge(
+            "saga_timer_backlog", "Timers scheduled (at the last sweep)", registry=r
+        )
+
+    def ignored(self, count: int) -> None:
+        if count:
+            self._ignored.inc(count)
+
+    def conflicts(self, count: int) -> None:
+        if count:
+            self._conflicts.inc(count)
+
+    def timers_fired(self, count: int) -> None:
+        self._timers_fired.inc(count)
+
+    def saga(self, before: SagaState | None, after: SagaState, definition: SagaDefinition) -> None:
+        """Counts what one saved write changed: its status, replies applied, retries."""
+        name = after.definition_name
+        status = after.status
+        previous = before.status if before is not None else None
+        if previous is None:
+            self._started.labels(name).inc()
+        if status is not previous:
+            if status is SagaStatus.COMPLETED:
+                self._completed.labels(name).inc()
+            elif status is SagaStatus.FAILED:
+                self._failed.labels(name).inc()
+            elif status is SagaStatus.NEEDS_OPERATOR:
+                self._needs_operator.labels(name).inc()
+            if after.finished:
+                seconds = (after.updated_at - after.created_at).total_seconds()
+                self._saga_seconds.labels(name, status.value).observe(seconds)
+        if before is None or after.steps is before.steps:
+            return
+        for step, now in after.steps.items():
+            was = before.step(step)
+            if now is was:
+                continue
+            self._retries(name, step, was, now)
+            sent = _sent_at(step, was, now, before, definition)
+            if sent is not None:
+                seconds = max((after.updated_at - sent).total_seconds(), 0.0)
+                self._step_seconds.labels(name, step, now.status.value).observe(seconds)
+
+    def _retries(self, name: str, step: str, was: StepState, now: StepState) -> None:
+        # Attempt 1 is the first send; every attempt above it, newly made, is a retry.
+        if now.attempt > max(was.attempt, 1):
+            self._step_retries.labels(name, step).inc(now.attempt - max(was.attempt, 1))
+        if now.comp_attempt > max(was.comp_attempt, 1):
+            retries = now.comp_attempt - max(was.comp_attempt, 1)
+            self._compensation_retries.labels(name, step).inc(retries)
+
+
+def _sent_at(
+    step: str, was: StepState, now: StepState, before: SagaState, definition: SagaDefinition
+) -> datetime | None:
+    """When the command a reply answered was sent, if this change applied a reply."""
+    timeout: timedelta
+    if (
+        was.status is StepStatus.PENDING
+        and now.status in _ACTION_REPLIED
+        and now.attempt == was.attempt
+    ):
+        due = before.timers.get(timer_id(TIMEOUT, step, was.attempt))
+        known = definition.steps.get(step)
+        if due is None or known is None:
+            return None
+        timeout = known.timeout
+    elif (
+        was.status is StepStatus.COMPENSATING
+        and now.status in _COMPENSATION_REPLIED
+        and now.comp_attempt == was.comp_attempt
+    ):
+        due = before.timers.get(timer_id(COMP_TIMEOUT, step, was.comp_attempt))
+        if due is None:
+            return None
+        timeout = definition.compensation_timeout
+    else:
+        return None
+    return due - timeout
+
+
+class ParticipantMetrics(WorkerMetrics):
+    def __init__(self, worker: str, participant: str) -> None:
+        super().__init__(worker)
+        self.participant = participant
+        self._commands = Counter(
+            "saga_participant_commands",
+            "Commands answered, by outcome (replayed repeats included)",
+            ["participant", "topic", "outcome"],
+            registry=self.registry,
+        )
+
+    def command(self, topic: str, outcome: str) -> None:
+        self._commands.labels(self.participant, topic, outcome).inc()

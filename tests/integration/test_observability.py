@@ -1,0 +1,242 @@
+"""Metrics, health endpoints and trace context, against the real Kafka and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
+
+from participants.inventory import INVENTORY
+from participants.notification import NOTIFICATION
+from participants.payment import PAYMENT
+from participants.runtime import ParticipantWorker
+from participants.seed import DEMO_SEED, load_seed
+from participants.shipping import shipping_participant
+from saga_worker.inbound import saga_id_for_order
+from saga_worker.settings import Settings
+from schemas import TRACEPARENT, header_value
+from schemas import topics as t
+from tests.eventually import assert_eventually
+from tests.integration.saga_support import (
+    PATIENT_FULFILLMENT,
+    SagaReader,
+    ScriptedParticipants,
+    fail_reply,
+    order,
+    produce,
+    read_topic,
+    reply_for,
+    running_orchestrator,
+    send_orders,
+    settings_for,
+)
+from tests.services import Services
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+DEFINITION = "OrderFulfillment"
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a metrics page, 0 when absent (a counter not yet moved)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+def scripted(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Answers by order id: `declined` and `stuck` fail payment, `retry` fails it once,
+    `hang` never hears back from inventory."""
+    kind = cmd["order_id"].split("-")[1]
+    if topic == t.RESERVE_ITEMS and kind == "hang":
+        return []
+    if topic == t.PROCESS_PAYMENT and kind in {"declined", "stuck"}:
+        return [fail_reply(cmd, "card declined", retryable=False)]
+    if topic == t.PROCESS_PAYMENT and kind == "retry" and cmd["attempt"] == 1:
+        return [fail_reply(cmd, "gateway busy", retryable=True)]
+    if topic == t.RELEASE_RESERVATION and kind == "stuck":
+        return [fail_reply(cmd, "warehouse offline", retryable=True)]
+    if topic == t.RESERVE_ITEMS and kind == "dup":
+        return [reply_for(topic, cmd)] * 2  # the copy changes nothing
+    return [reply_for(topic, cmd)]
+
+
+async def test_metrics_endpoint_serves_counters_that_move_as_sagas_run(
+    services: Services, prefix: str
+) -> None:
+    settings = settings_for(services, prefix, saga_health_port=0)
+    participants = ScriptedParticipants(settings.kafka, prefix, scripted)
+    orders = [order(f"m-{kind}-1") for kind in ("ok", "retry", "dup", "declined", "stuck", "hang")]
+    async with running_orchestrator(settings, PATIENT_FULFILLMENT) as worker:
+        health = worker.health
+        assert health is not None
+        await health.start()  # port 0 in settings means "off"; bind an ephemeral one here
+        try:
+
+            async def metrics() -> str:
+                status, body = await http_get(health.port, "/metrics")
+                assert status == 200
+                return body.decode()
+
+            before = await metrics()
+            assert sample(before, "sagas_started_total", definition=DEFINITION) == 0
+            async with participants.running():
+                await send_orders(settings.kafka, prefix, orders)
+                await produce(settings.kafka, prefix + t.ORDER_CREATED, b"not json", b"k")
+                text = await assert_eventually(
+                    metrics,
+                    lambda m: (
+                        sample(m, "sagas_completed_total", definition=DEFINITION) == 3
+                        and sample(m, "sagas_failed_total", definition=DEFINITION) == 1
+                        and sample(m, "sagas_needing_operator_total", definition=DEFINITION) == 1
+                    ),
+                    within=30,
+                    message="three sagas completed, one failed, one needs an operator",
+                )
+            # The sweeper measures the backlogs every half sweep interval (0.5 s here);
+            # the hanging saga's step timeout is the one timer left.
+            swept = await assert_eventually(
+                metrics, lambda m: sample(m, "saga_timer_backlog") == 1, within=10
+            )
+        finally:
+            await health.stop()
+
+    def count(name: str, **labels: str) -> float:
+        return sample(text, name, **labels)
+
+    assert count("sagas_started_total", definition=DEFINITION) == 6
+    completed = {"definition": DEFINITION, "status": "completed"}
+    assert count("saga_duration_seconds_count", **completed) == 3
+    assert count("saga_duration_seconds_count", definition=DEFINITION, status="failed") == 1
+    assert count("saga_duration_seconds_sum", **completed) > 0
+    reserved = {"definition": DEFINITION, "step": "reserve_inventory"}
+    assert count("saga_step_duration_seconds_count", **reserved, outcome="succeeded") == 5
+    paid = {"definition": DEFINITION, "step": "process_payment"}
+    assert count("saga_step_duration_seconds_count", **paid, outcome="failed") == 3
+    assert count("saga_step_duration_seconds_count", **reserved, outcome="compensated") == 1
+    assert count("saga_step_retries_total", **paid) == 1
+    assert count("saga_compensation_retries_total", **reserved) == 1
+    assert count("saga_events_ignored_total") >= 1
+    assert count("saga_dead_letters_total", worker="orchestrator", code="not_json") == 1
+    assert count("saga_batch_records_count", worker="orchestrator") >= 1
+    assert count("saga_timers_fired_total") >= 2  # the two retry backoffs
+    assert sample(swept, "saga_outbox_backlog") == 0
+
+
+@asynccontextmanager
+async def real_participants(settings: Settings) -> AsyncIterator[list[ParticipantWorker]]:
+    participants = (INVENTORY, PAYMENT, shipping_participant(), NOTIFICATION)
+    workers = [ParticipantWorker(p, settings) for p in participants]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+
+
+async def test_a_traceparent_on_order_created_reaches_every_command_reply_and_outcome(
+    services: Services, prefix: str, redis_client: aioredis.Redis
+) -> None:
+    settings = settings_for(services, prefix)
+    await load_seed(redis_client, prefix, DEMO_SEED)
+    body = order(
+        "trace-1",
+        customer_id="cust-001",
+        items=[{"sku": "sku-ceramic-mug", "quantity": 1, "unit_price": 1490}],
+    )
+    async with (
+        running_orchestrator(settings, PATIENT_FULFILLMENT),
+        real_participants(settings) as workers,
+    ):
+        await produce(
+            settings.kafka,
+            prefix + t.ORDER_CREATED,
+            orjson.dumps(body),
+            b"trace-1",
+            headers=[(TRACEPARENT, TRACE.encode())],
+        )
+        await SagaReader(redis_client, settings).wait_status("trace-1", "completed")
+    commands = (t.RESERVE_ITEMS, t.PROCESS_PAYMENT, t.CREATE_SHIPMENT, t.SEND_ORDER_CONFIRMATION)
+    expected = {**dict.fromkeys(commands, 1), t.STEP_COMPLETED: 4, t.FULFILLMENT_COMPLETED: 1}
+    for topic, n in expected.items():
+        records = await read_topic(settings.kafka, prefix + topic, expect=n)
+        assert len(records) == n, topic
+        for record in records:
+            assert header_value(record.headers, TRACEPARENT) == TRACE, topic
+            assert orjson.loads(record.value)["saga_id"] == saga_id_for_order("trace-1")
+    handled = {
+        (w.participant.name, topic)
+        for w in workers
+        for topic in commands
+        if sample(
+            w.metrics.render().decode(),
+            "saga_participant_commands_total",
+            participant=w.participant.name,
+            topic=topic,
+            outcome="completed",
+        )
+        == 1
+    }
+    assert handled == {
+        ("inventory", t.RESERVE_ITEMS),
+        ("payment", t.PROCESS_PAYMENT),
+        ("shipping", t.CREATE_SHIPMENT),
+        ("notification", t.SEND_ORDER_CONFIRMATION),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_participant_serves_health_readiness_and_metrics_on_its_port(
+    services: Services, prefix: str
+) -> None:
+    port = free_port()
+    settings = settings_for(services, prefix, saga_health_port=port)
+    worker = ParticipantWorker(INVENTORY, settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.wait_started(), 30)
+        assert await http_get(port, "/healthz") == (200, b"ok\n")
+        assert await http_get(port, "/readyz") == (200, b"ok\n")
+        await produce(settings.kafka, prefix + t.RESERVE_ITEMS, b"not json", b"s1")
+
+        async def dead_letters() -> float:
+            status, body = await http_get(port, "/metrics")
+            assert status == 200
+            labels = {"worker": "participant.inventory", "code": "not_json"}
+            return sample(body.decode(), "saga_dead_letters_total", **labels)
+
+        await assert_eventually(dead_letters, lambda n: n == 1, within=20)
+        worker.stop()
+        assert (await http_get(port, "/readyz"))[0] == 503
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    batches = sample(
+        worker.metrics.render().decode(), "saga_batch_records_count", worker="participant.inventory"
+    )
+    assert batches >= 1

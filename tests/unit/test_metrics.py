@@ -1,0 +1,117 @@
+"""Metrics derived from saga writes: counters, durations and retries, with no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from participants.protocol import Compensated, Completed, Failed
+from participants.runtime import outcome_label
+from saga_worker.engine import RETRY, decide, timer_id
+from saga_worker.events import (
+    CompensationSucceeded,
+    Event,
+    StartSaga,
+    StepFailed,
+    StepSucceeded,
+    TimerFired,
+)
+from saga_worker.metrics import OrchestratorMetrics, ParticipantMetrics
+from saga_worker.order_fulfillment import ORDER_FULFILLMENT
+from saga_worker.state import SagaState
+from tests.unit.support import ORDER_DATA
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+NAME = {"definition": "OrderFulfillment"}
+
+
+class Walk:
+    """Drives one saga through `decide` and feeds every write to the metrics."""
+
+    def __init__(self) -> None:
+        self.metrics = OrchestratorMetrics()
+        self.state: SagaState | None = None
+
+    def apply(self, event: Event, at_s: float) -> SagaState:
+        decision = decide(self.state, event, T0 + timedelta(seconds=at_s), ORDER_FULFILLMENT)
+        assert decision.ignored is None
+        assert decision.state is not None
+        self.metrics.saga(self.state, decision.state, ORDER_FULFILLMENT)
+        self.state = decision.state
+        return decision.state
+
+    def value(self, name: str, **labels: str) -> float:
+        found = self.metrics.registry.get_sample_value(name, labels)
+        return found or 0.0
+
+
+def test_a_saga_that_retries_then_fails_is_counted_with_its_durations() -> None:
+    w = Walk()
+    w.apply(StartSaga("s1", ORDER_DATA), 0)
+    assert w.value("sagas_started_total", **NAME) == 1
+    w.apply(StepSucceeded("reserve_inventory"), 0.25)
+    reserved = {**NAME, "step": "reserve_inventory"}
+    assert w.value("saga_step_duration_seconds_sum", **reserved, outcome="succeeded") == 0.25
+    w.apply(StepFailed("process_payment", "busy", retryable=True), 1.0)
+    paid = {**NAME, "step": "process_payment"}
+    assert w.value("saga_step_duration_seconds_sum", **paid, outcome="failed") == 0.75
+    assert w.value("saga_step_retries_total", **paid) == 0
+    w.apply(TimerFired(timer_id(RETRY, "process_payment", 1)), 3.0)
+    assert w.value("saga_step_retries_total", **paid) == 1
+    w.apply(StepFailed("process_payment", "declined", retryable=False), 3.5)
+    assert w.value("saga_step_duration_seconds_count", **paid, outcome="failed") == 2
+    assert w.value("saga_step_duration_seconds_sum", **paid, outcome="failed") == 1.25
+    assert w.value("sagas_failed_total", **NAME) == 0
+    w.apply(CompensationSucceeded("reserve_inventory"), 4.0)
+    assert w.value("saga_step_duration_seconds_sum", **reserved, outcome="compensated") == 0.5
+    assert w.value("sagas_failed_total", **NAME) == 1
+    assert w.value("saga_duration_seconds_sum", **NAME, status="failed") == 4.0
+    assert w.value("sagas_started_total", **NAME) == 1
+    assert w.value("sagas_completed_total", **NAME) == 0
+
+
+def test_a_completed_saga_is_counted_once_with_its_duration() -> None:
+    w = Walk()
+    w.apply(StartSaga("s1", ORDER_DATA), 0)
+    for n, step in enumerate(ORDER_FULFILLMENT.steps, start=1):
+        w.apply(StepSucceeded(step), n)
+    assert w.value("sagas_completed_total", **NAME) == 1
+    assert w.value("saga_duration_seconds_sum", **NAME, status="completed") == 4.0
+    assert w.value("saga_duration_seconds_count", **NAME, status="completed") == 1
+    assert w.value("saga_step_retries_total", **NAME, step="reserve_inventory") == 0
+
+
+def test_a_write_that_changed_no_step_observes_no_step() -> None:
+    w = Walk()
+    state = w.apply(StartSaga("s1", ORDER_DATA), 0)
+    w.metrics.saga(state, state, ORDER_FULFILLMENT)
+    assert w.value("sagas_started_total", **NAME) == 1
+    reserved = {**NAME, "step": "reserve_inventory", "outcome": "succeeded"}
+    assert w.value("saga_step_duration_seconds_count", **reserved) == 0
+
+
+def test_participant_outcomes_have_stable_labels() -> None:
+    metrics = ParticipantMetrics("participant.payment", "payment")
+    for outcome in (
+        Completed({}),
+        Compensated(),
+        Failed("declined", "no", retryable=False),
+        Failed("boom", "oops", retryable=True),
+    ):
+        metrics.command("PaymentService.ProcessPayment", outcome_label(outcome))
+    labels = {"participant": "payment", "topic": "PaymentService.ProcessPayment"}
+    for label in ("completed", "compensated", "failed", "error"):
+        found = metrics.registry.get_sample_value(
+            "saga_participant_commands_total", {**labels, "outcome": label}
+        )
+        assert found == 1, label
+
+
+def test_workers_in_one_process_count_apart() -> None:
+    first, second = OrchestratorMetrics(), OrchestratorMetrics()
+    first.batch(3)
+    labels = {"worker": "orchestrator"}
+    assert first.registry.get_sample_value("saga_batch_records_count", labels) == 1
+    assert second.registry.get_sample_value("saga_batch_records_count", labels) == 0
+    text = first.render().decode()
+    assert "# TYPE saga_dead_letters_total counter" in text
+    assert "# TYPE saga_batch_records histogram" in text
