@@ -42,8 +42,9 @@ from participants.protocol import (
 )
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
+from saga_worker.dependencies import wait_for_dependencies
 from saga_worker.health import HealthServer
-from saga_worker.kafka_clients import ensure_topics, make_consumer, make_producer
+from saga_worker.kafka_clients import make_consumer, make_producer
 from saga_worker.metrics import ParticipantMetrics
 from saga_worker.publisher import Publisher
 from saga_worker.settings import Settings
@@ -109,8 +110,17 @@ class ParticipantWorker:
 
     async def run(self) -> None:
         s = self._settings
-        await ensure_topics(s.kafka, self.topic_names(), partitions=s.saga_partitions)
         redis = Redis.from_url(s.redis_url.get_secret_value())
+        if not await wait_for_dependencies(
+            s.kafka,
+            self.topic_names(),
+            partitions=s.saga_partitions,
+            redis=redis,
+            stopping=self._stopping,
+            worker=self.worker,
+        ):
+            await redis.aclose()
+            return
         producer = make_producer(s.kafka)
         consumer = make_consumer(
             s.kafka,
@@ -142,7 +152,6 @@ class ParticipantWorker:
         try:
             if s.saga_health_port:
                 await health.start()
-            await redis.ping()
             await producer.start()
             await consumer.start()
             await loop.subscribe()

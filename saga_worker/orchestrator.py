@@ -28,11 +28,12 @@ from saga_worker.clock import utcnow
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
 from saga_worker.definition import DefinitionRegistry, SagaDefinition
+from saga_worker.dependencies import wait_for_dependencies
 from saga_worker.errors import StoreUnavailableError, is_transient
 from saga_worker.events import TimerFired
 from saga_worker.health import HealthServer
 from saga_worker.inbound import INBOUND_TOPICS, to_inbound
-from saga_worker.kafka_clients import ensure_topics, make_consumer, make_producer
+from saga_worker.kafka_clients import make_consumer, make_producer
 from saga_worker.metrics import OrchestratorMetrics
 from saga_worker.order_fulfillment import ORDER_FULFILLMENT, default_registry
 from saga_worker.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
@@ -83,10 +84,17 @@ class Orchestrator:
     async def run(self) -> None:
         s = self._settings
         topics = s.topics
-        await ensure_topics(
-            s.kafka, [topics.physical(n) for n in t.ALL_TOPICS], partitions=s.saga_partitions
-        )
         redis = self._redis = Redis.from_url(s.redis_url.get_secret_value())
+        if not await wait_for_dependencies(
+            s.kafka,
+            [topics.physical(n) for n in t.ALL_TOPICS],
+            partitions=s.saga_partitions,
+            redis=redis,
+            stopping=self._stopping,
+            worker=WORKER,
+        ):
+            await redis.aclose()
+            return
         producer = make_producer(s.kafka)
         consumer = make_consumer(
             s.kafka,
@@ -113,7 +121,6 @@ class Orchestrator:
         )
         await producer.start()
         await consumer.start()
-        await redis.ping()
         if s.saga_health_port:
             await health.start()
         await self._loop.subscribe()

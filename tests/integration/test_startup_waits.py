@@ -1,0 +1,64 @@
+"""A worker started while Redis is away waits for it instead of crashing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from saga_worker.orchestrator import Orchestrator
+from tests.chaos.private_stack import free_ports
+from tests.eventually import assert_eventually
+from tests.integration.saga_support import settings_for
+from tests.services import Services
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_the_orchestrator_waits_for_redis_then_runs(
+    services: Services, prefix: str, tmp_path: Path
+) -> None:
+    (port,) = free_ports(1)
+    settings = settings_for(services, prefix).model_copy(
+        update={"redis_url": SecretStr(f"redis://127.0.0.1:{port}/0")}
+    )
+    worker = Orchestrator(settings)
+    task = asyncio.create_task(worker.run())
+    redis: subprocess.Popen[bytes] | None = None
+    try:
+        # Nothing listens on the port yet: the worker must still be there, waiting.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), 1.5)
+        assert not task.done()
+        assert not worker.ready
+        redis = subprocess.Popen(  # noqa: ASYNC220 - started once, never waited on here
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(tmp_path),
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        await assert_eventually(lambda: _ready(worker, task), within=30, message="ready")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+        if redis is not None:
+            redis.terminate()
+            redis.wait()
+
+
+async def _ready(worker: Orchestrator, task: asyncio.Task[None]) -> bool:
+    if task.done():
+        task.result()
+    return worker.ready
