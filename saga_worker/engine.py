@@ -339,6 +339,24 @@ def _answers(expected_attempt: int, expected_id: str, cid: str | None, attempt: 
     return True  # a minimal reply answers the current attempt
 
 
+def _take_reply(
+    d: _Draft,
+    step: Step,
+    st: StepState,
+    event: StepSucceeded | StepFailed | CompensationSucceeded,
+    *,
+    compensation: bool,
+) -> str | None:
+    """Accepts a reply to the command in flight (stopping its timeout), or says why not."""
+    attempt = st.comp_attempt if compensation else st.attempt
+    make_id = compensation_id if compensation else command_id
+    expected = make_id(d.saga_id, step.name, attempt)
+    if not _answers(attempt, expected, event.command_id, event.attempt):
+        return f"reply does not answer {expected}"
+    d.cancel_timer(timer_id(COMP_TIMEOUT if compensation else TIMEOUT, step.name, attempt))
+    return None
+
+
 def _on_step_succeeded(d: _Draft, event: StepSucceeded) -> str | None:
     step = d.defn.steps.get(event.step)
     if step is None:
@@ -346,10 +364,8 @@ def _on_step_succeeded(d: _Draft, event: StepSucceeded) -> str | None:
     st = d.get(step.name)
     if st.status is not StepStatus.PENDING:
         return f"step {step.name} is {st.status.value}, not awaiting a reply"
-    expected = command_id(d.saga_id, step.name, st.attempt)
-    if not _answers(st.attempt, expected, event.command_id, event.attempt):
-        return f"reply does not answer {expected}"
-    d.cancel_timer(timer_id(TIMEOUT, step.name, st.attempt))
+    if (refused := _take_reply(d, step, st, event, compensation=False)) is not None:
+        return refused
     d.put(step.name, replace(st, status=StepStatus.SUCCEEDED, result=event.result, error=None))
     group = d.defn.groups[d.stage]
     if any(d.get(s.name).status is not StepStatus.SUCCEEDED for s in group):
@@ -388,18 +404,14 @@ def _on_step_failed(d: _Draft, event: StepFailed) -> str | None:
     st = d.get(step.name)
     reason = _clip(f"{event.error_code}: {event.error}" if event.error_code else event.error)
     if st.status is StepStatus.PENDING:
-        expected = command_id(d.saga_id, step.name, st.attempt)
-        if not _answers(st.attempt, expected, event.command_id, event.attempt):
-            return f"reply does not answer {expected}"
-        d.cancel_timer(timer_id(TIMEOUT, step.name, st.attempt))
+        if (refused := _take_reply(d, step, st, event, compensation=False)) is not None:
+            return refused
         d.put(step.name, replace(st, status=StepStatus.FAILED, error=reason or "failed"))
         _attempt_failed(d, step, event.retryable, f"attempt {st.attempt} failed: {reason}")
         return None
     if st.status is StepStatus.COMPENSATING:
-        expected = compensation_id(d.saga_id, step.name, st.comp_attempt)
-        if not _answers(st.comp_attempt, expected, event.command_id, event.attempt):
-            return f"reply does not answer {expected}"
-        d.cancel_timer(timer_id(COMP_TIMEOUT, step.name, st.comp_attempt))
+        if (refused := _take_reply(d, step, st, event, compensation=True)) is not None:
+            return refused
         _compensation_attempt_failed(
             d, step, event.retryable, f"compensation {st.comp_attempt} failed: {reason}"
         )
@@ -512,10 +524,8 @@ def _on_compensation_succeeded(d: _Draft, event: CompensationSucceeded) -> str |
     st = d.get(step.name)
     if st.status is not StepStatus.COMPENSATING:
         return f"step {step.name} is {st.status.value}, not compensating"
-    expected = compensation_id(d.saga_id, step.name, st.comp_attempt)
-    if not _answers(st.comp_attempt, expected, event.command_id, event.attempt):
-        return f"reply does not answer {expected}"
-    d.cancel_timer(timer_id(COMP_TIMEOUT, step.name, st.comp_attempt))
+    if (refused := _take_reply(d, step, st, event, compensation=True)) is not None:
+        return refused
     d.put(step.name, replace(st, status=StepStatus.COMPENSATED, error=None))
     _after_compensation(d, step.name)
     return None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,10 +19,18 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from saga_worker.definition import DefinitionRegistry, SagaDefinition, Step, StepKind
+from participants.definition import Participant
+from participants.inventory import INVENTORY
+from participants.knobs import Knobs
+from participants.notification import NOTIFICATION
+from participants.payment import PAYMENT
+from participants.runtime import ParticipantWorker
+from participants.shipping import shipping_participant
+from saga_worker.definition import DefinitionRegistry, Parallel, SagaDefinition, Step, StepKind
 from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import KafkaConnection, ensure_topics, make_consumer, make_producer
 from saga_worker.orchestrator import Orchestrator
+from saga_worker.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.retry import RetryPolicy
 from saga_worker.settings import Settings, load_settings
 from saga_worker.state import SagaState
@@ -44,52 +53,20 @@ FAST_RETRY = RetryPolicy(
 
 def fast_fulfillment(timeout: timedelta = timedelta(milliseconds=800)) -> SagaDefinition:
     """OrderFulfillment's shape with test-sized timeouts and retries."""
-    forever = RetryPolicy(
-        max_attempts=None,
-        initial_backoff=timedelta(milliseconds=50),
-        multiplier=2.0,
-        max_backoff=timedelta(milliseconds=200),
-        jitter=0.0,
-    )
-    return SagaDefinition(
-        name="OrderFulfillment",
-        version=1,
-        stages=(
-            Step(
-                "reserve_inventory",
-                t.RESERVE_ITEMS,
-                t.RELEASE_RESERVATION,
-                timeout=timeout,
-                retry=FAST_RETRY,
-            ),
-            Step(
-                "process_payment",
-                t.PROCESS_PAYMENT,
-                t.REFUND_PAYMENT,
-                timeout=timeout,
-                retry=FAST_RETRY,
-            ),
-            Step(
-                "create_shipment",
-                t.CREATE_SHIPMENT,
-                t.CANCEL_SHIPMENT,
-                timeout=timeout,
-                retry=FAST_RETRY,
-                kind=StepKind.PIVOT,
-            ),
-            Step(
-                "send_confirmation",
-                t.SEND_ORDER_CONFIRMATION,
-                timeout=timeout,
-                retry=forever,
-                kind=StepKind.RETRIABLE,
-            ),
+    forever = dataclasses.replace(FAST_RETRY, max_attempts=None)
+
+    def quick(step: Step) -> Step:
+        retry = forever if step.kind is StepKind.RETRIABLE else FAST_RETRY
+        return dataclasses.replace(step, timeout=timeout, retry=retry)
+
+    return dataclasses.replace(
+        ORDER_FULFILLMENT,
+        stages=tuple(
+            quick(s) if isinstance(s, Step) else Parallel(*map(quick, s))
+            for s in ORDER_FULFILLMENT.stages
         ),
-        completed_topic=t.FULFILLMENT_COMPLETED,
-        failed_topic=t.FULFILLMENT_FAILED,
         compensation_retry=FAST_RETRY,
         compensation_timeout=timeout,
-        failure_notices=(("send_cancellation_notice", t.SEND_CANCELLATION_NOTICE),),
     )
 
 
@@ -361,3 +338,22 @@ async def prepare_topics(settings: Settings) -> None:
         [settings.topics.physical(n) for n in t.ALL_TOPICS],
         partitions=settings.saga_partitions,
     )
+
+
+@contextlib.asynccontextmanager
+async def running_participants(
+    settings: Settings,
+    participants: Sequence[Participant] | None = None,
+    knobs: Mapping[str, Knobs] | None = None,
+) -> AsyncIterator[list[ParticipantWorker]]:
+    """Our participants in this process (all four unless told), started and then stopped."""
+    chosen = participants or (INVENTORY, PAYMENT, shipping_participant(), NOTIFICATION)
+    workers = [ParticipantWorker(p, settings, (knobs or {}).get(p.name)) for p in chosen]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)

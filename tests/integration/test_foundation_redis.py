@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+
+from tests.ports import free_ports
 
 # Read-check-write in one script: only atomic execution keeps the counter exact.
 INCR_IF_EQUAL = """
@@ -38,17 +39,11 @@ async def test_lua_compare_and_set_admits_one_writer_per_version(
     assert int(await redis_client.get(key) or 0) == 200
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> tuple[Path, int]:
     if shutil.which("redis-server") is None:
         pytest.skip("needs a local redis-server binary to kill and restart")
-    return tmp_path, free_port()
+    return tmp_path, free_ports(1)[0]
 
 
 def start_redis(workdir: Path, port: int) -> subprocess.Popen[bytes]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -13,13 +11,9 @@ import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from participants.inventory import INVENTORY
-from participants.notification import NOTIFICATION
-from participants.payment import PAYMENT
 from participants.runtime import ParticipantWorker
 from participants.seed import DEMO_SEED, load_seed
-from participants.shipping import shipping_participant
 from saga_worker.inbound import saga_id_for_order
-from saga_worker.settings import Settings
 from schemas import TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
@@ -33,6 +27,7 @@ from tests.integration.saga_support import (
     read_topic,
     reply_for,
     running_orchestrator,
+    running_participants,
     send_orders,
     settings_for,
 )
@@ -140,20 +135,6 @@ async def test_metrics_endpoint_serves_counters_that_move_as_sagas_run(
     assert sample(swept, "saga_outbox_backlog") == 0
 
 
-@asynccontextmanager
-async def real_participants(settings: Settings) -> AsyncIterator[list[ParticipantWorker]]:
-    participants = (INVENTORY, PAYMENT, shipping_participant(), NOTIFICATION)
-    workers = [ParticipantWorker(p, settings) for p in participants]
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    try:
-        await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
-        yield workers
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.gather(*tasks)
-
-
 async def test_a_traceparent_on_order_created_reaches_every_command_reply_and_outcome(
     services: Services, prefix: str, redis_client: aioredis.Redis
 ) -> None:
@@ -166,7 +147,7 @@ async def test_a_traceparent_on_order_created_reaches_every_command_reply_and_ou
     )
     async with (
         running_orchestrator(settings, PATIENT_FULFILLMENT),
-        real_participants(settings) as workers,
+        running_participants(settings) as workers,
     ):
         await produce(
             settings.kafka,

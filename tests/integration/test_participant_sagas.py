@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -14,22 +11,17 @@ import redis.asyncio as aioredis
 
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
-from participants.inventory import INVENTORY
 from participants.knobs import Knobs
-from participants.notification import NOTIFICATION
-from participants.payment import PAYMENT
-from participants.runtime import ParticipantWorker
 from participants.seed import DEMO_SEED, load_seed
-from participants.shipping import shipping_participant
 from saga_worker.errors import StoreUnavailableError
 from saga_worker.inbound import saga_id_for_order
 from saga_worker.retry import RetryPolicy
-from saga_worker.settings import Settings
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
     SagaReader,
     fast_fulfillment,
     running_orchestrator,
+    running_participants,
     send_orders,
     settings_for,
 )
@@ -71,21 +63,12 @@ FAILING = [
 ]
 
 
-@asynccontextmanager
-async def participants(settings: Settings, knobs: Knobs | None = None) -> AsyncIterator[None]:
-    shipping = shipping_participant()
-    workers = [ParticipantWorker(p, settings, knobs) for p in (INVENTORY, PAYMENT, shipping)]
+def knobs_for(knobs: Knobs | None) -> dict[str, Knobs]:
+    if knobs is None:
+        return {}
     # The confirmation comes after the pivot and must not fail for good: errors only.
-    notices = dataclasses.replace(knobs, business_failure_rate=0.0) if knobs else None
-    workers.append(ParticipantWorker(NOTIFICATION, settings, notices))
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    try:
-        await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
-        yield
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.gather(*tasks)
+    notices = dataclasses.replace(knobs, business_failure_rate=0.0)
+    return {**dict.fromkeys(("inventory", "payment", "shipping"), knobs), "notification": notices}
 
 
 async def run_orders(
@@ -96,7 +79,10 @@ async def run_orders(
     try:
         seeded = await load_seed(redis, prefix, DEMO_SEED)
         reader = SagaReader(redis, s)
-        async with running_orchestrator(s, DEFINITION), participants(s, knobs):
+        async with (
+            running_orchestrator(s, DEFINITION),
+            running_participants(s, knobs=knobs_for(knobs)),
+        ):
             await send_orders(s.kafka, prefix, orders)
             ids = [o["order_id"] for o in orders]
 

@@ -12,9 +12,9 @@ import pytest
 from pydantic import SecretStr
 
 from saga_worker.orchestrator import Orchestrator
-from tests.chaos.private_stack import free_ports
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import settings_for
+from tests.ports import free_ports
 from tests.services import Services
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import redis.asyncio as aioredis
@@ -12,11 +10,9 @@ import redis.asyncio as aioredis
 from participants.inspection import snapshot
 from participants.inventory import INVENTORY
 from participants.notification import NOTIFICATION
-from participants.runtime import ParticipantWorker
 from participants.seed import DEMO_SEED, load_seed
 from participants.shipping import shipping_participant
 from saga_worker.inbound import saga_id_for_order
-from saga_worker.settings import Settings
 from tests.integration.foreign_payment import ForeignPayment
 from tests.integration.saga_support import (
     SagaReader,
@@ -24,25 +20,11 @@ from tests.integration.saga_support import (
     order,
     prepare_topics,
     running_orchestrator,
+    running_participants,
     send_orders,
     settings_for,
 )
 from tests.services import Services
-
-
-@asynccontextmanager
-async def our_participants_but_payment(settings: Settings) -> AsyncIterator[None]:
-    workers = [
-        ParticipantWorker(p, settings) for p in (INVENTORY, shipping_participant(), NOTIFICATION)
-    ]
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    try:
-        await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
-        yield
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.gather(*tasks)
 
 
 async def test_sagas_complete_and_compensate_through_a_minimal_foreign_participant(
@@ -58,7 +40,8 @@ async def test_sagas_complete_and_compensate_through_a_minimal_foreign_participa
         # kafka-python joins its group in its own time; no order goes out before.
         assert await asyncio.to_thread(foreign.assigned.wait, 60)
         patient = fast_fulfillment(timeout=timedelta(seconds=10))
-        async with running_orchestrator(settings, patient), our_participants_but_payment(settings):
+        ours = (INVENTORY, shipping_participant(), NOTIFICATION)
+        async with running_orchestrator(settings, patient), running_participants(settings, ours):
             await send_orders(
                 settings.kafka,
                 prefix,
