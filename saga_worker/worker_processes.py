@@ -35,6 +35,7 @@ class WorkerProcess:
     args: tuple[str, ...]
     env: Mapping[str, str]
     log: Path
+    module: str = "saga_worker"  # run as `python -m <module> <args>`
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
 
@@ -50,7 +51,7 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "saga_worker", *self.args],
+                [sys.executable, "-m", self.module, *self.args],
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,

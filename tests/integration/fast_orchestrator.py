@@ -1,6 +1,6 @@
 """`python -m tests.integration.fast_orchestrator`: the real orchestrator process, with
 test-sized timeouts, configured from the environment like `saga-worker orchestrator`.
-TEST_STEP_TIMEOUT_MS sets every step's timeout."""
+TEST_STEP_TIMEOUT_MS sets every step's timeout, TEST_STEP_ATTEMPTS their attempts."""
 
 import os
 from datetime import timedelta
@@ -12,7 +12,8 @@ from tests.integration.saga_support import fast_fulfillment
 
 if __name__ == "__main__":
     timeout = timedelta(milliseconds=int(os.environ.get("TEST_STEP_TIMEOUT_MS", "800")))
-    definition = fast_fulfillment(timeout)
+    attempts = int(os.environ.get("TEST_STEP_ATTEMPTS", "2"))
+    definition = fast_fulfillment(timeout, attempts)
     run_worker(
         lambda s: Orchestrator(s, registry=DefinitionRegistry([definition]), definition=definition)
     )

@@ -51,13 +51,16 @@ FAST_RETRY = RetryPolicy(
 )
 
 
-def fast_fulfillment(timeout: timedelta = timedelta(milliseconds=800)) -> SagaDefinition:
+def fast_fulfillment(
+    timeout: timedelta = timedelta(milliseconds=800), attempts: int = 2
+) -> SagaDefinition:
     """OrderFulfillment's shape with test-sized timeouts and retries."""
+    retry = dataclasses.replace(FAST_RETRY, max_attempts=attempts)
     forever = dataclasses.replace(FAST_RETRY, max_attempts=None)
 
     def quick(step: Step) -> Step:
-        retry = forever if step.kind is StepKind.RETRIABLE else FAST_RETRY
-        return dataclasses.replace(step, timeout=timeout, retry=retry)
+        policy = forever if step.kind is StepKind.RETRIABLE else retry
+        return dataclasses.replace(step, timeout=timeout, retry=policy)
 
     return dataclasses.replace(
         ORDER_FULFILLMENT,
@@ -65,7 +68,7 @@ def fast_fulfillment(timeout: timedelta = timedelta(milliseconds=800)) -> SagaDe
             quick(s) if isinstance(s, Step) else Parallel(*map(quick, s))
             for s in ORDER_FULFILLMENT.stages
         ),
-        compensation_retry=FAST_RETRY,
+        compensation_retry=retry,
         compensation_timeout=timeout,
     )
 
@@ -357,3 +360,47 @@ async def running_participants(
         for w in workers:
             w.stop()
         await asyncio.gather(*tasks)
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        assert self.code == 0, self.err
+        return orjson.loads(self.out)
+
+
+async def cli(services: Services, prefix: str, *args: str, **env: str) -> Run:
+    """`python -m saga_worker ARGS` in a subprocess, without blocking the test's event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "saga_worker",
+        *args,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+            "REDIS_URL": services.redis_url,
+            "SAGA_TOPIC_PREFIX": prefix,
+            "SAGA_KEY_PREFIX": prefix,
+            "COLUMNS": "200",  # rich tables wrap long ids at its default of 80
+            **env,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+def one_error_line(run: Run, code: int) -> str:
+    assert run.code == code, run
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert lines[0].startswith("error: ")
+    return lines[0]

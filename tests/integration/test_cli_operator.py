@@ -4,12 +4,8 @@ orchestrator on the real broker and Redis."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
 from saga_worker.settings import Settings
@@ -17,10 +13,11 @@ from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
     PATIENT_FULFILLMENT,
-    ROOT,
     SagaReader,
     ScriptedParticipants,
+    cli,
     fail_reply,
+    one_error_line,
     order,
     produce,
     read_topic,
@@ -32,50 +29,6 @@ from tests.integration.saga_support import (
 from tests.services import Services
 
 Reply = list[tuple[str, dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        assert self.code == 0, self.err
-        return orjson.loads(self.out)
-
-
-async def cli(services: Services, prefix: str, *args: str, **env: str) -> Run:
-    """`python -m saga_worker ARGS` in a subprocess, without blocking the test's event loop."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "saga_worker",
-        *args,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
-            "REDIS_URL": services.redis_url,
-            "SAGA_TOPIC_PREFIX": prefix,
-            "SAGA_KEY_PREFIX": prefix,
-            "COLUMNS": "200",  # rich tables wrap long ids at its default of 80
-            **env,
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
-
-
-def one_error_line(run: Run, code: int) -> str:
-    assert run.code == code, run
-    lines = run.err.strip().splitlines()
-    assert len(lines) == 1, run.err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 async def test_a_saga_whose_compensation_never_answers_is_listed_retried_and_ends_failed(
