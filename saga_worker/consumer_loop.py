@@ -32,13 +32,13 @@ BatchHandler = Callable[[Sequence[Record]], Awaitable[None]]
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, in_flight: asyncio.Lock) -> None:
-        self._in_flight = in_flight
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        # Holding the lock until the current batch is committed is the whole point.
-        async with self._in_flight:
-            pass
+        # The batch in hand is finished and its offsets committed before partitions move.
+        async with self._loop.in_flight:
+            await self._loop.settle_commit()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
@@ -59,8 +59,9 @@ class ConsumerLoop:
         self._handler = handler
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
-        self._in_flight = asyncio.Lock()
+        self.in_flight = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._committing: asyncio.Task[None] | None = None
         self.batches = 0
 
     async def subscribe(self) -> None:
@@ -77,7 +78,7 @@ class ConsumerLoop:
             missing = set(self._topics) - set(await self._consumer.topics())
         if missing:
             log.warning("topics still missing from metadata", extra={"topics": sorted(missing)})
-        self._consumer.subscribe(self._topics, listener=_DrainOnRevoke(self._in_flight))
+        self._consumer.subscribe(self._topics, listener=_DrainOnRevoke(self))
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from run()."""
@@ -88,18 +89,30 @@ class ConsumerLoop:
         return set(self._consumer.assignment())
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            batch = await self._consumer.getmany(
-                timeout_ms=self._poll_timeout_ms, max_records=self._max_records
-            )
-            records = [r for part in batch.values() for r in part]
-            if not records:
-                continue
-            async with self._in_flight:
-                if not await self._handle_until_done(records):
-                    return  # stopping mid-retry: leave the batch uncommitted for a replay
-                await self._commit(records)
-            self.batches += 1
+        try:
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+                )
+                records = [r for part in batch.values() for r in part]
+                if not records:
+                    continue
+                async with self.in_flight:
+                    if not await self._handle_until_done(records):
+                        return  # stopping mid-retry: leave the batch uncommitted for a replay
+                    # The next batch need not wait for this commit; the one after it does,
+                    # so commits stay in order and at most one is in flight.
+                    await self.settle_commit()
+                    self._committing = asyncio.create_task(self._commit(records))
+                self.batches += 1
+        finally:
+            await self.settle_commit()
+
+    async def settle_commit(self) -> None:
+        """Waits for the commit in flight, if any."""
+        if self._committing is not None:
+            await self._committing
+            self._committing = None
 
     async def _handle_until_done(self, records: Sequence[Record]) -> bool:
         """Retries a batch through transient failures (Redis or Kafka away) until stopped."""

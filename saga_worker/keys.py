@@ -5,7 +5,7 @@ message ids and outbox change together in one script and share one cluster slot:
 
     v         the version, bumped by every write (compare-and-set)
     s         the state, as orjson
-    m:<id>    a consumed message id
+    m:<id>    a consumed message id (dropped when the saga finishes)
     o:<id>    an outbox entry not yet acknowledged by Kafka
 
 The global sorted sets below are hints: written before the saga's own state and
@@ -16,10 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSION_FIELD = "v"
-STATE_FIELD = "s"
-SEEN_PREFIX = "m:"
-OUTBOX_PREFIX = "o:"
+OUTBOX_PREFIX = "o:"  # the other fields are named only in the Lua scripts (lua/*.lua)
 TIMER_SEPARATOR = "|"  # saga ids are derived ids and never contain it
 
 

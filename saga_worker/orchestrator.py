@@ -68,6 +68,7 @@ class Orchestrator:
         self._ready = False
         self._loop: ConsumerLoop | None = None
         self.health: HealthServer | None = None
+        self._publishing: asyncio.Task[None] | None = None
         self.metrics = OrchestratorMetrics(WORKER)
         self._tracer = configure_tracing("saga-worker-" + WORKER)
 
@@ -143,6 +144,7 @@ class Orchestrator:
             self._ready = False
             self.stop()
             await self._tasks[0]  # the consumer loop drains and commits its batch
+            await self._settle_publishing()
             for task in self._tasks[1:]:
                 task.cancel()
             await asyncio.gather(*self._tasks[1:], return_exceptions=True)
@@ -174,8 +176,25 @@ class Orchestrator:
         await self._publisher.send_dead_letters(dead)
         self.metrics.dead_letters(dead)
         self._maybe_crash("after_save")
-        await self._publish(applied.writes)
+        # The state and its outbox are durable: the offsets may move on while Kafka
+        # acknowledges. One batch's sends are in flight at a time, for backpressure;
+        # what a crash leaves unsent the sweeper republishes.
+        await self._settle_publishing()
+        self._publishing = asyncio.create_task(self._publish_in_background(applied.writes))
+
+    async def _publish_in_background(self, writes: Sequence[SagaWrite]) -> None:
+        try:
+            await self._publish(writes)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("publish failed; the sweeper will resend", extra={"error": repr(exc)})
         self._maybe_crash("after_publish")
+
+    async def _settle_publishing(self) -> None:
+        if self._publishing is not None:
+            await self._publishing
+            self._publishing = None
 
     def _maybe_crash(self, point: str) -> None:
         s = self._settings

@@ -15,15 +15,13 @@ from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from saga_worker.errors import StoreUnavailableError
 from saga_worker.keys import (
     OUTBOX_PREFIX,
-    SEEN_PREFIX,
-    STATE_FIELD,
     TIMER_SEPARATOR,
-    VERSION_FIELD,
     KeySpace,
 )
 from saga_worker.state import TERMINAL, SagaState, to_ms
@@ -114,21 +112,26 @@ class RedisSagaStore:
         self._keys = keys or KeySpace()
         self._retention_ms = int(retention.total_seconds() * 1000)
         self._lease_ms = int(timer_lease.total_seconds() * 1000)
-        self._save = redis.register_script(_script("save_saga"))
-        self._clear = redis.register_script(_script("clear_outbox"))
+        self._load = redis.register_script(_script("load_sagas"))
+        self._save = redis.register_script(_script("save_sagas"))
+        self._ack = redis.register_script(_script("ack_sagas"))
         self._claim = redis.register_script(_script("claim_timers"))
 
     @property
     def keys(self) -> KeySpace:
         return self._keys
 
+    # One script call per batch for each of load, save and acknowledge: per-command
+    # costs in the client (packing, parsing, timeouts) would otherwise dominate.
+
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Loaded]:
         ids = list(wanted)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for saga_id in ids:
-                seen_fields = [SEEN_PREFIX + m for m in wanted[saga_id]]
-                pipe.hmget(self._keys.saga(saga_id), [VERSION_FIELD, STATE_FIELD, *seen_fields])
-            rows = await _run(pipe)
+        if not ids:
+            return {}
+        args: list[Any] = []
+        for saga_id in ids:
+            args += [len(wanted[saga_id]), *wanted[saga_id]]
+        rows = await self._call(self._load, [self._keys.saga(s) for s in ids], args)
         loaded: dict[str, Loaded] = {}
         for saga_id, row in zip(ids, rows, strict=True):
             version, raw, *seen_flags = row
@@ -143,58 +146,57 @@ class RedisSagaStore:
         if not writes:
             return set()
         keys = self._keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            # Hints first: if we die after them, they point at nothing and cost a no-op.
-            for w in writes:
-                if w.timers_set:
-                    pipe.zadd(
-                        keys.timers,
-                        {
-                            _timer_member(w.saga_id, t): to_ms(due)
-                            for t, due in w.timers_set.items()
-                        },
-                    )
-                if w.outbox:
-                    pipe.zadd(
-                        keys.pending_outboxes, {w.saga_id: to_ms(w.state.updated_at)}, nx=True
-                    )
-                status = w.state.status.value
-                if status != w.previous_status:
-                    if w.previous_status is not None:
-                        pipe.zrem(keys.by_status(w.previous_status), w.saga_id)
-                    pipe.zadd(keys.by_status(status), {w.saga_id: to_ms(w.state.updated_at)})
-            for w in writes:
-                ttl = self._retention_ms if w.state.finished else 0
-                args: list[Any] = [
-                    w.expected_version,
-                    orjson.dumps(w.state.to_dict()),
-                    ttl,
-                    len(w.consumed),
-                    *w.consumed,
-                ]
-                for entry in w.outbox:
-                    args += [entry.message_id, entry.to_bytes()]
-                await self._save(keys=[keys.saga(w.saga_id)], args=args, client=pipe)
-            results = await _run(pipe)
-        versions = results[-len(writes) :]
+        args: list[Any] = [keys.by_status(""), self._retention_ms]
+        for w in writes:
+            state = w.state
+            args += [
+                w.saga_id,
+                w.expected_version,
+                orjson.dumps(state.to_dict()),
+                "1" if state.finished else "0",
+                to_ms(state.updated_at),
+                state.status.value,
+                w.previous_status or "",
+                len(w.consumed),
+                len(w.outbox),
+                len(w.timers_set),
+                *w.consumed,
+            ]
+            for entry in w.outbox:
+                args += [entry.message_id, entry.to_bytes()]
+            for timer, due in w.timers_set.items():
+                args += [_timer_member(w.saga_id, timer), to_ms(due)]
+        saga_keys = [keys.saga(w.saga_id) for w in writes]
+        versions = await self._call(
+            self._save, [keys.timers, keys.pending_outboxes, *saga_keys], args
+        )
         return {w.saga_id for w, v in zip(writes, versions, strict=True) if int(v) < 0}
 
     async def acknowledged(self, writes: Sequence[SagaWrite]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for w in writes:
-                if w.outbox:
-                    ids = [e.message_id for e in w.outbox]
-                    await self._clear(
-                        keys=[self._keys.saga(w.saga_id), self._keys.pending_outboxes],
-                        args=[w.saga_id, *ids],
-                        client=pipe,
-                    )
-                if w.timers_cancelled:
-                    pipe.zrem(
-                        self._keys.timers,
-                        *(_timer_member(w.saga_id, t) for t in w.timers_cancelled),
-                    )
-            await _run(pipe)
+        done = [w for w in writes if w.outbox or w.timers_cancelled]
+        if done:
+            await self._acknowledge(
+                [
+                    (w.saga_id, [e.message_id for e in w.outbox], sorted(w.timers_cancelled))
+                    for w in done
+                ]
+            )
+
+    async def _acknowledge(self, sagas: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> None:
+        args: list[Any] = []
+        for saga_id, message_ids, cancelled in sagas:
+            args += [saga_id, len(message_ids), len(cancelled), *message_ids]
+            args += [_timer_member(saga_id, t) for t in cancelled]
+        saga_keys = [self._keys.saga(saga_id) for saga_id, _, _ in sagas]
+        await self._call(
+            self._ack, [self._keys.pending_outboxes, self._keys.timers, *saga_keys], args
+        )
+
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
 
     async def claim_due_timers(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         try:
@@ -237,13 +239,7 @@ class RedisSagaStore:
         return found
 
     async def clear_outbox(self, saga_id: str, message_ids: Sequence[str]) -> None:
-        try:
-            await self._clear(
-                keys=[self._keys.saga(saga_id), self._keys.pending_outboxes],
-                args=[saga_id, *message_ids],
-            )
-        except RedisError as exc:
-            raise StoreUnavailableError(f"redis: {exc}") from exc
+        await self._acknowledge([(saga_id, message_ids, [])])
 
     async def forget_expired(self, updated_before: datetime) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:

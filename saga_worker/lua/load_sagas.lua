@@ -1,0 +1,16 @@
+-- Reads a batch of sagas in one call.
+-- KEYS: the saga hashes. ARGV: per saga, how many message ids are asked about, then them.
+-- Returns per saga {version, state, then per asked id: '1' if consumed} (nil where absent).
+local out = {}
+local a = 1
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local fields = {'v', 's'}
+  for _ = 1, n do
+    fields[#fields + 1] = 'm:' .. ARGV[a]
+    a = a + 1
+  end
+  out[i] = redis.call('HMGET', key, unpack(fields))
+end
+return out

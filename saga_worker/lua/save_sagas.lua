@@ -1,0 +1,63 @@
+-- Writes a batch of decisions; each saga's write applies only if nobody wrote that
+-- saga since it was read (compare-and-set on its version), and a lost one writes nothing.
+-- KEYS[1] timers zset, KEYS[2] pending-outbox zset, KEYS[3..] one saga hash per write.
+-- ARGV[1] status index key prefix, ARGV[2] retention of finished sagas (ms), then per write:
+--   saga_id, expected_version, state_json, finished ('1'/'0'), updated_ms, status,
+--   previous_status ('' for a new saga), n_seen, n_out, n_timers,
+--   then n_seen consumed message ids, n_out (message_id, record), n_timers (member, due_ms).
+-- Returns per write the new version, or -1 for a lost compare-and-set.
+local timers, pending = KEYS[1], KEYS[2]
+local status_prefix, retention = ARGV[1], tonumber(ARGV[2])
+local results = {}
+local a = 3
+for k = 3, #KEYS do
+  local key = KEYS[k]
+  local saga_id, expected, state = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local finished, updated = ARGV[a + 3] == '1', ARGV[a + 4]
+  local status, previous = ARGV[a + 5], ARGV[a + 6]
+  local n_seen, n_out, n_timers = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
+  a = a + 10
+  local current = tonumber(redis.call('HGET', key, 'v') or '0')
+  if current ~= expected then
+    results[#results + 1] = -1
+    a = a + n_seen + 2 * n_out + 2 * n_timers
+  else
+    local fields = {'v', current + 1, 's', state}
+    if not finished then
+      for _ = 1, n_seen do
+        fields[#fields + 1] = 'm:' .. ARGV[a]
+        fields[#fields + 1] = '1'
+        a = a + 1
+      end
+    else
+      a = a + n_seen
+    end
+    for _ = 1, n_out do
+      fields[#fields + 1] = 'o:' .. ARGV[a]
+      fields[#fields + 1] = ARGV[a + 1]
+      a = a + 2
+    end
+    redis.call('HSET', key, unpack(fields))
+    if finished then
+      -- A finished saga turns every later message away by its status alone: its
+      -- consumed ids are dead weight for the whole retention.
+      local seen = {}
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        if string.sub(f, 1, 2) == 'm:' then seen[#seen + 1] = f end
+      end
+      if #seen > 0 then redis.call('HDEL', key, unpack(seen)) end
+      redis.call('PEXPIRE', key, retention)
+    end
+    if n_out > 0 then redis.call('ZADD', pending, 'NX', updated, saga_id) end
+    for _ = 1, n_timers do
+      redis.call('ZADD', timers, ARGV[a + 1], ARGV[a])
+      a = a + 2
+    end
+    if status ~= previous then
+      if previous ~= '' then redis.call('ZREM', status_prefix .. previous, saga_id) end
+      redis.call('ZADD', status_prefix .. status, updated, saga_id)
+    end
+    results[#results + 1] = current + 1
+  end
+end
+return results
