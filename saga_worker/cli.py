@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -15,6 +16,8 @@ import typer
 from saga_worker.errors import ConfigurationError
 from saga_worker.logs import configure_logging
 from saga_worker.settings import Settings, load_settings
+
+GC_THRESHOLD = 50_000  # allocations between young-generation collections (default 700)
 
 app = typer.Typer(
     help="Saga orchestration on Apache Kafka with saga state in Redis.",
@@ -43,6 +46,7 @@ def run_worker(make: Callable[[Settings], Stoppable]) -> None:
     settings = settings_or_exit()
     configure_logging()
     worker = make(settings)
+    tune_gc()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -51,6 +55,19 @@ def run_worker(make: Callable[[Settings], Stoppable]) -> None:
         await worker.run()
 
     asyncio.run(main())
+
+
+def tune_gc() -> None:
+    """Fewer cyclic collections for a long-running worker.
+
+    A batch allocates many small, short-lived objects that reference counting
+    frees; the default thresholds still ran the cyclic collector for 17% of the
+    orchestrator's time under load (py-spy). What exists at start is frozen
+    out of every later collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 50, 100)
 
 
 @app.command()
@@ -71,6 +88,7 @@ def participant(
 
     settings = settings_or_exit()
     configure_logging()
+    tune_gc()
     try:
         asyncio.run(run_participant(name, settings))
     except ParticipantError as exc:
