@@ -11,6 +11,7 @@ seed is printed and replayable: SAGA_CHAOS_SEED=<seed> make chaos.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 from collections import Counter
@@ -23,10 +24,10 @@ from redis.exceptions import RedisError
 
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
-from participants.seed import SeedData, load_seed
+from participants.seed import DEMO_SEED, SeedData, load_seed
 from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import ensure_topics, make_producer
-from saga_worker.order_mix import plan_orders
+from saga_worker.order_mix import BROKE_CUSTOMER, SCARCE_SKU, plan_orders
 from saga_worker.order_sender import send_orders
 from saga_worker.settings import Settings, load_settings
 from saga_worker.store import RedisSagaStore
@@ -39,6 +40,14 @@ SAGAS = int(os.environ.get("SAGA_CHAOS_SAGAS", "300"))
 SEED = int(os.environ.get("SAGA_CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
 KILL_EVERY_S = float(os.environ.get("SAGA_CHAOS_KILL_EVERY", "3"))
 FINISH_WITHIN_S = 240 + SAGAS * 0.1
+
+
+# Enough stock and money that orders fail only as planned (the scarce SKU stays scarce).
+PLENTY = dataclasses.replace(
+    DEMO_SEED,
+    stock={sku: n if sku == SCARCE_SKU else n * 100 for sku, n in DEMO_SEED.stock.items()},
+    balances={c: n if c == BROKE_CUSTOMER else n * 100 for c, n in DEMO_SEED.balances.items()},
+)
 
 
 @dataclass
@@ -97,7 +106,7 @@ async def test_sagas_survive_killed_workers_redis_and_broker(tmp_path: Path) -> 
         await ensure_topics(
             settings.kafka, [settings.topics.physical(n) for n in t.ALL_TOPICS], partitions=6
         )
-        seeded = await load_seed(redis, settings.saga_key_prefix)
+        seeded = await load_seed(redis, settings.saga_key_prefix, PLENTY)
         orders = plan_orders(SAGAS, 0.2, rng)
         saga_ids = [saga_id_for_order(o.order_id) for o in orders]
         store = RedisSagaStore(redis, settings.keys)
