@@ -35,7 +35,12 @@ from saga_worker.order_sender import send_orders
 from saga_worker.settings import Settings
 from saga_worker.state import SagaState, SagaStatus
 from saga_worker.store import RedisSagaStore
-from saga_worker.worker_processes import WorkerProcess, saga_workers
+from saga_worker.worker_processes import (
+    WorkerProcess,
+    saga_workers,
+    until_ready,
+    with_health_ports,
+)
 from schemas import topics as t
 
 POLL_S = 0.25
@@ -61,13 +66,15 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
     log_dir = options.log_dir / run_id
     console.print(f"[bold]saga-worker demo[/] run {run_id}: topics and keys under demo-{run_id}")
     redis = Redis.from_url(settings.redis_url.get_secret_value())
-    workers = saga_workers(
-        settings,
-        log_dir,
-        {
-            "SAGA_SHIPPING_HANG_RATE": str(options.hang_share),
-            "SAGA_PARTICIPANT_SEED": str(options.seed),
-        },
+    workers = with_health_ports(
+        saga_workers(
+            settings,
+            log_dir,
+            {
+                "SAGA_SHIPPING_HANG_RATE": str(options.hang_share),
+                "SAGA_PARTICIPANT_SEED": str(options.seed),
+            },
+        )
     )
     try:
         await ensure_topics(
@@ -79,6 +86,8 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
         for worker in workers:
             worker.start()
         console.print(f"started {', '.join(w.name for w in workers)} (logs in {log_dir})")
+        await until_ready(workers)
+        console.print("every worker is ready")
         rng = random.Random(options.seed)  # noqa: S311 - a demo order mix, not a secret
         orders = plan_orders(options.orders, options.fail_share, rng)
         states, sent_at = await _drive(

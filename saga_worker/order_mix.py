@@ -17,7 +17,8 @@ from typing import Any
 from participants.seed import DEMO_SEED, SeedData
 
 SCARCE_SKU = "sku-limited-dripper"
-EVERYDAY_SKUS = ("sku-espresso-beans", "sku-filter-papers", "sku-ceramic-mug", "sku-coffee-scale")
+# Well stocked in the demo seed: a few hundred good orders never run them out.
+EVERYDAY_SKUS = ("sku-espresso-beans", "sku-filter-papers", "sku-ceramic-mug")
 GOOD_COUNTRIES = ("FR", "DE", "NL", "ES", "IT", "GB", "US")
 UNSERVED_COUNTRY = "AQ"  # Antarctica: no carrier goes there
 GOOD_CUSTOMERS = tuple(f"cust-{n:03d}" for n in range(1, 51))

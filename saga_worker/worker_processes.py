@@ -3,8 +3,10 @@ run the orchestrator and the participants as separate OS processes, as in produc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -88,3 +90,45 @@ def saga_workers(
         for name in PARTICIPANT_NAMES
     ]
     return workers
+
+
+def with_health_ports(workers: list[WorkerProcess]) -> list[WorkerProcess]:
+    """Gives each worker a free loopback port for /healthz, /readyz and /metrics."""
+    for worker in workers:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        worker.env = {**worker.env, "SAGA_HEALTH_PORT": str(port)}
+    return workers
+
+
+async def until_ready(workers: list[WorkerProcess], within_s: float = 90.0) -> None:
+    """Waits until every worker answers 200 on /readyz (joined its group, running)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    waiting = list(workers)
+    while waiting:
+        waiting = [w for w in waiting if not await _ready(w)]
+        dead = [w.name for w in waiting if not w.alive]
+        if dead:
+            raise RuntimeError(f"workers exited while starting: {', '.join(dead)}")
+        if waiting and asyncio.get_running_loop().time() > deadline:
+            names = ", ".join(w.name for w in waiting)
+            raise RuntimeError(f"workers not ready after {within_s:.0f}s: {names}")
+        if waiting:
+            await asyncio.sleep(0.2)
+
+
+async def _ready(worker: WorkerProcess) -> bool:
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", int(worker.env["SAGA_HEALTH_PORT"])
+        )
+    except OSError:
+        return False
+    try:
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        status = await reader.readline()
+    finally:
+        writer.close()
+    return status.split()[1:2] == [b"200"]
