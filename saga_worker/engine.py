@@ -314,20 +314,26 @@ def _start_stage(d: _Draft, index: int) -> None:
         _send_command(d, step, d.get(step.name).attempt + 1)
 
 
-def _send_command(d: _Draft, step: Step, attempt: int) -> None:
-    cid = command_id(d.saga_id, step.name, attempt)
-    d.put(step.name, replace(d.get(step.name), status=StepStatus.PENDING, attempt=attempt))
-    payload = {
+def _command_payload(
+    d: _Draft, step: str, cid: str, attempt: int, results: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The body every command carries: the saga data, who asks, and earlier results."""
+    return {
         **d.data,
         "saga_id": d.saga_id,
-        "step_name": step.name,
+        "step_name": step,
         "command_id": cid,
         "attempt": attempt,
         "message_id": cid,
         "schema_version": SCHEMA_VERSION,
-        "results": d.results(),
+        "results": results,
     }
-    d.emit(step.command_topic, payload, cid)
+
+
+def _send_command(d: _Draft, step: Step, attempt: int) -> None:
+    cid = command_id(d.saga_id, step.name, attempt)
+    d.put(step.name, replace(d.get(step.name), status=StepStatus.PENDING, attempt=attempt))
+    d.emit(step.command_topic, _command_payload(d, step.name, cid, attempt, d.results()), cid)
     d.set_timer(timer_id(TIMEOUT, step.name, attempt), d.now + step.timeout)
 
 
@@ -473,17 +479,7 @@ def _compensate_from(d: _Draft, index: int, step: str | None, detail: str | None
     results = d.results()
     for name, topic in d.defn.failure_notices:
         nid = notice_id(d.saga_id, name)
-        payload = {
-            **d.data,
-            "saga_id": d.saga_id,
-            "step_name": name,
-            "command_id": nid,
-            "attempt": 1,
-            "message_id": nid,
-            "schema_version": SCHEMA_VERSION,
-            "results": results,
-            "error": d.error,
-        }
+        payload = {**_command_payload(d, name, nid, 1, results), "error": d.error}
         d.emit(topic, payload, nid)
     fid = failed_message_id(d.saga_id)
     payload = {
@@ -502,14 +498,7 @@ def _send_compensation(d: _Draft, step: Step, attempt: int) -> None:
     cid = compensation_id(d.saga_id, step.name, attempt)
     d.put(step.name, replace(st, status=StepStatus.COMPENSATING, comp_attempt=attempt))
     payload = {
-        **d.data,
-        "saga_id": d.saga_id,
-        "step_name": step.name,
-        "command_id": cid,
-        "attempt": attempt,
-        "message_id": cid,
-        "schema_version": SCHEMA_VERSION,
-        "results": d.results(),
+        **_command_payload(d, step.name, cid, attempt, d.results()),
         "original_result": st.result,
         "original_command_id": command_id(d.saga_id, step.name, st.attempt) if st.attempt else None,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ from saga_worker.settings import Settings, load_settings
 from schemas import DLQ_ERROR_CODE, DLQ_SOURCE_TOPIC, TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.integration.saga_support import running_participants
 from tests.services import Services
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,19 +119,11 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
         await producer.stop()
 
 
-@asynccontextmanager
-async def running(
+def running(
     settings: Settings, *participants: Participant, knobs: Knobs | None = None
-) -> AsyncIterator[list[ParticipantWorker]]:
-    workers = [ParticipantWorker(p, settings, knobs) for p in participants]
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    try:
-        await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
-        yield workers
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.gather(*tasks)
+) -> contextlib.AbstractAsyncContextManager[list[ParticipantWorker]]:
+    chosen = {p.name: knobs for p in participants} if knobs else None
+    return running_participants(settings, participants, chosen)
 
 
 @pytest.fixture
