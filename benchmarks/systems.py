@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from benchmarks.passthrough import ROLES
 from participants.seed import DEMO_CATALOGUE, SeedData, load_seed
+from saga_worker.cleanup import discard as discard_deployment
 from saga_worker.kafka_clients import ensure_topics
 from saga_worker.order_mix import GOOD_CUSTOMERS
 from saga_worker.settings import Settings
@@ -109,17 +109,4 @@ def stop(system: System) -> None:
 
 async def discard(system: System, redis: Redis) -> None:
     """Deletes the system's keys and topics: a run leaves no data behind."""
-    batch: list[bytes] = []
-    async for key in redis.scan_iter(match=f"{system.settings.saga_key_prefix}*", count=2000):
-        batch.append(key)
-        if len(batch) >= 2000:
-            await redis.unlink(*batch)
-            batch = []
-    if batch:
-        await redis.unlink(*batch)
-    admin = AIOKafkaAdminClient(**system.settings.kafka.options())
-    await admin.start()
-    try:
-        await admin.delete_topics(system.topic_names())
-    finally:
-        await admin.close()
+    await discard_deployment(system.settings, redis)

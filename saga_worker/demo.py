@@ -28,6 +28,7 @@ from rich.table import Table
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
 from participants.seed import load_seed
+from saga_worker.cleanup import discard
 from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import ensure_topics, make_producer
 from saga_worker.order_mix import Plan, PlannedOrder, plan_orders
@@ -98,6 +99,7 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
         if not options.keep:
             for worker in workers:
                 worker.stop()
+            await discard(settings, redis)  # the verdict below needs nothing more
         await redis.aclose()
     completed = {s.saga_id for s in states.values() if s.status is SagaStatus.COMPLETED}
     failed = {s.saga_id for s in states.values() if s.status is SagaStatus.FAILED}

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
+from saga_worker.cleanup import discard
+from saga_worker.settings import load_settings
 from tests.services import Services, provide
 
 
@@ -27,15 +30,31 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture
-def prefix() -> str:
-    """A fresh topic and key prefix per test, so tests never see each other's data."""
-    return f"t{uuid.uuid4().hex[:10]}."
+def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh topic and key prefix per test, so tests never see each other's data.
+
+    Its topics and keys are deleted afterwards: thousands of leftover partitions
+    would slow the broker for every later test and for the benchmark after them.
+    """
+    value = f"t{uuid.uuid4().hex[:10]}."
+    yield value
+    if "services" in request.fixturenames:
+        forget(request.getfixturevalue("services"), value)
 
 
-@pytest.fixture
-async def redis_client(services: Services) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+def forget(services: Services, prefix: str) -> None:
+    settings = load_settings(
+        kafka_bootstrap_servers=services.bootstrap_servers,
+        redis_url=services.redis_url,
+        saga_topic_prefix=prefix,
+        saga_key_prefix=prefix,
+    )
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(services.redis_url)
+        try:
+            await discard(settings, client)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
