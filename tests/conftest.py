@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -58,3 +58,12 @@ def forget(services: Services, prefix: str) -> None:
             await client.aclose()
 
     asyncio.run(run())
+
+
+@pytest.fixture
+async def redis_client(services: Services) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(services.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
