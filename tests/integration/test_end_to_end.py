@@ -180,7 +180,7 @@ async def test_a_step_that_never_answers_times_out_and_everything_is_undone(
 async def test_unexpected_errors_are_retried_until_actions_and_compensations_succeed(
     services: Services, prefix: str, redis_client: Redis, tmp_path: Path
 ) -> None:
-    knobs = {"SAGA_INVENTORY_ERROR_RATE": "0.4", "SAGA_PAYMENT_ERROR_RATE": "0.4"}
+    knobs = {"SAGA_INVENTORY_ERROR_RATE": "0.3", "SAGA_PAYMENT_ERROR_RATE": "0.3"}
     orders = [order(f"e-err-{i}", customer_id=f"cust-{i + 1:03d}", items=BEANS) for i in range(6)]
     declined = [
         order(
@@ -191,7 +191,7 @@ async def test_unexpected_errors_are_retried_until_actions_and_compensations_suc
         )
         for i in range(4)
     ]
-    # Unexpected errors are retryable: with 8 attempts a step gives up once in 0.4**8.
+    # Unexpected errors are retryable: with 8 attempts a step gives up once in 0.3**8.
     async with system(services, prefix, redis_client, tmp_path, attempts=8, knobs=knobs) as s:
         await send_orders(s.settings.kafka, prefix, orders + declined)
         done = [await s.ends(o["order_id"], "completed") for o in orders]
