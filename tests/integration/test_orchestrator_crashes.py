@@ -45,7 +45,7 @@ async def test_killed_orchestrators_finish_every_saga_with_one_effect_each(
         {
             **PATIENT,
             "SAGA_CRASH_POINT": point,
-            "SAGA_CRASH_PROBABILITY": "0.1",
+            "SAGA_CRASH_PROBABILITY": "0.25",  # at least one kill in ~24 batches: 1 - 0.75**24
             "SAGA_INSTANCE_ID": "orchestrator-1",  # a restart takes its partitions straight back
         },
     )
