@@ -62,7 +62,6 @@ class ConsumerLoop:
         self.in_flight = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
-        self.batches = 0
 
     async def subscribe(self) -> None:
         """Subscribes once the consumer's metadata lists every topic.
@@ -104,7 +103,6 @@ class ConsumerLoop:
                     # so commits stay in order and at most one is in flight.
                     await self.settle_commit()
                     self._committing = asyncio.create_task(self._commit(records))
-                self.batches += 1
         finally:
             await self.settle_commit()
 

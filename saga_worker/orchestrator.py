@@ -249,9 +249,10 @@ class Orchestrator:
     async def _sweep_outboxes(self) -> bool:
         threshold = timedelta(seconds=self._settings.saga_outbox_sweep_after_s)
         stale = await self._store.stale_outboxes(self._clock() - threshold, TIMER_BATCH)
-        for saga_id, entries in stale.items():
-            await self._publisher.send_entries(entries)
-            await self._store.clear_outbox(saga_id, [e.message_id for e in entries])
+        await self._publisher.send_entries(e for entries in stale.values() for e in entries)
+        await self._store.clear_outboxes(
+            {saga_id: [e.message_id for e in entries] for saga_id, entries in stale.items()}
+        )
         if stale:
             log.info("outbox sweeper republished", extra={"sagas": len(stale)})
         await self._store.forget_expired(self._clock() - self._settings.retention)

@@ -88,8 +88,8 @@ class SagaStore(Protocol):
     ) -> dict[str, list[OutboxEntry]]:
         """Outbox entries of sagas whose pending hint is older than `older_than`."""
 
-    async def clear_outbox(self, saga_id: str, message_ids: Sequence[str]) -> None:
-        """Drops republished entries of one saga."""
+    async def clear_outboxes(self, republished: Mapping[str, Sequence[str]]) -> None:
+        """Drops republished entries (message ids by saga id), in one round trip."""
 
     async def forget_expired(self, updated_before: datetime) -> None:
         """Drops index entries of finished sagas whose retention has run out."""
@@ -238,8 +238,9 @@ class RedisSagaStore:
             ]
         return found
 
-    async def clear_outbox(self, saga_id: str, message_ids: Sequence[str]) -> None:
-        await self._acknowledge([(saga_id, message_ids, [])])
+    async def clear_outboxes(self, republished: Mapping[str, Sequence[str]]) -> None:
+        if republished:
+            await self._acknowledge([(s, ids, []) for s, ids in republished.items()])
 
     async def forget_expired(self, updated_before: datetime) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
