@@ -1,5 +1,7 @@
-# One image for every saga-worker process; the command picks the role:
-#   orchestrator | participant inventory|payment|shipping|notification | seed | ...
+# One image for every process of the order-fulfillment sample; the command picks the role:
+#   orchestrator | participant inventory|payment|shipping|notification | ...
+# and `python -m participants seed` loads the demo data. A team's own image copies its
+# app instead of participants/ and schemas/ and sets SAGA_APP=module:object.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,8 +18,9 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY saga_worker ./saga_worker
 COPY participants ./participants
-# A regular (non-editable) install: the source folders are not needed at run time.
-RUN pip install . && rm -rf /app/build /app/*.egg-info
+# A regular (non-editable) install of the library; the sample app (participants/,
+# schemas/) is imported from the working directory, /app.
+RUN pip install . && rm -rf /app/build /app/*.egg-info /app/saga_worker
 
 USER saga
 EXPOSE 8080

@@ -49,9 +49,9 @@ chaos: install
 demo: install
 ifdef KEEP
 	$(STACK) up
-	$(PY) -m saga_worker demo --keep $(DEMO_ARGS)
+	$(PY) -m participants demo --keep $(DEMO_ARGS)
 else
-	$(STACK) run -- $(PY) -m saga_worker demo $(DEMO_ARGS)
+	$(STACK) run -- $(PY) -m participants demo $(DEMO_ARGS)
 endif
 
 schemas: install

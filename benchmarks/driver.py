@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from participants.order_mix import PlannedOrder, plan_orders
+from participants.order_sender import send_orders
 from participants.seed import SeedData
 from saga_worker.kafka_clients import make_producer
-from saga_worker.order_mix import PlannedOrder, plan_orders
-from saga_worker.order_sender import send_orders
 from saga_worker.settings import Settings
-from schemas import make_headers
+from saga_worker.wire import make_headers
 from schemas import topics as t
 
 ORDER_CHUNK = 1000

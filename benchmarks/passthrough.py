@@ -21,13 +21,13 @@ from typing import Any
 
 import orjson
 
+from participants.app import saga_id_for_order
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.engine import command_id, completed_message_id
-from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import make_consumer, make_producer
 from saga_worker.logs import configure_logging
 from saga_worker.settings import Settings, load_settings
-from schemas import SCHEMA_VERSION, make_headers
+from saga_worker.wire import SCHEMA_VERSION, make_headers
 from schemas import topics as t
 
 # (step name, command topic, participant role), in saga order.

@@ -48,7 +48,7 @@ from benchmarks.systems import (
     rss_mb,
     stop,
 )
-from saga_worker.inbound import saga_id_for_order
+from participants.app import saga_id_for_order
 from saga_worker.settings import Settings, load_settings
 
 RESULTS = Path("benchmarks/results")

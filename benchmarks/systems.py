@@ -14,12 +14,13 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from benchmarks.passthrough import ROLES
+from participants.app import NAMES
+from participants.order_mix import GOOD_CUSTOMERS
 from participants.seed import DEMO_CATALOGUE, SeedData, load_seed
 from saga_worker.cleanup import discard as discard_deployment
 from saga_worker.kafka_clients import ensure_topics
-from saga_worker.order_mix import GOOD_CUSTOMERS
 from saga_worker.settings import Settings
-from saga_worker.worker_processes import PARTICIPANT_NAMES, WorkerProcess, saga_workers
+from saga_worker.worker_processes import WorkerProcess, saga_workers
 from schemas import topics as t
 
 SAGA_WORKER, FLOOR, NAIVE = "saga-worker", "floor", "naive"
@@ -57,7 +58,7 @@ def build(name: str, base: Settings, run_id: str, log_dir: Path) -> System:
         }
     )
     logs = log_dir / name
-    workers = saga_workers(settings, logs, QUIET)
+    workers = saga_workers(settings, logs, NAMES, QUIET)
     env: Mapping[str, str] = workers[0].env
     if name == FLOOR:
         workers = [
@@ -72,7 +73,7 @@ def build(name: str, base: Settings, run_id: str, log_dir: Path) -> System:
             logs / "orchestrator.log",
             module="benchmarks.naive_orchestrator",
         )
-        workers = [naive, *(w for w in workers if w.name in PARTICIPANT_NAMES)]
+        workers = [naive, *(w for w in workers if w.name in NAMES)]
     return System(name, settings, workers)
 
 

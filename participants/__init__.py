@@ -1,14 +1,22 @@
-"""The sample participants and the one runtime they share.
+"""The order-fulfillment sample: its saga, its app, its four participants, seed and demo.
 
-A participant is a table of command topics, each with a pure `prepare` function
+Built on saga_worker's public API alone (a test checks the imports). A
+participant is a table of command topics, each with a pure `prepare` function
 that validates the command and says what the effect would be, and a Lua body that
-applies (and undoes) that effect in Redis. The runtime (`participants.runtime`)
+applies (and undoes) that effect in Redis. The library's participant runtime
 does the rest: decoding, dead letters, one atomic script per command that records
-the reply together with the effect (`lua/protocol.lua`), one pipelined round
-trip per batch, replies, and fault injection (`participants.knobs`).
+the reply together with the effect, one pipelined round trip per batch, replies,
+and fault injection.
+
+    app            participants/app.py           the App: OrderFulfillment + participants
+    saga           participants/order_fulfillment.py
 
     inventory      participants/inventory.py     + lua/inventory.lua
     payment        participants/payment.py       + lua/payment.lua
     shipping       participants/shipping.py      + lua/shipping.lua
     notification   participants/notification.py  + lua/notification.lua
 """
+
+from pathlib import Path
+
+LUA = Path(__file__).parent / "lua"  # the participants' domain scripts

@@ -8,9 +8,8 @@ recorded is what the release gives back, whatever `original_result` says.
 
 from __future__ import annotations
 
-from participants import keys
-from participants.definition import Participant, Route
-from participants.protocol import Apply, JsonObject, Kind, Verdict
+from participants import LUA, keys
+from saga_worker import Apply, JsonObject, Kind, Participant, Route, Verdict
 from schemas import ReleaseReservation, ReserveItems
 from schemas import topics as t
 
@@ -47,6 +46,6 @@ INVENTORY = Participant(
         t.RESERVE_ITEMS: Route(ReserveItems, Kind.ACTION, prepare_reserve),
         t.RELEASE_RESERVATION: Route(ReleaseReservation, Kind.COMPENSATION),
     },
-    lua="inventory.lua",
+    script=LUA / "inventory.lua",
     domain_keys=_domain_keys,
 )

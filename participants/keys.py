@@ -1,12 +1,10 @@
-"""Every Redis key the participants use, named in one place.
+"""Every Redis key of the sample participants' domain state, named in one place.
 
-All keys of one participant share the hash tag `{<participant>}`, so each
-command's script touches one cluster slot, and sit under the configurable key
-prefix (`SAGA_KEY_PREFIX`), so tests and deployments can share a Redis:
+They sit under each participant's hash tag (`saga_worker.ParticipantKeys.domain`),
+next to the runtime's own reply and effect records, so one script call touches
+one cluster slot (a multi-SKU reservation stays atomic): a property of this
+sample, not of the library.
 
-    <prefix>{<p>}:reply:<idempotency key>     the stored outcome of one command (TTL)
-    <prefix>{<p>}:effect:<saga_id>/<step>     what the step did: applied, compensated
-                                              or a tombstone (TTL)
     <prefix>{inventory}:catalogue             HASH sku -> JSON {name, unit_price}
     <prefix>{inventory}:stock                 HASH sku -> units on hand
     <prefix>{inventory}:reservations          HASH saga_id -> JSON [[sku, quantity], ...]
@@ -16,38 +14,18 @@ prefix (`SAGA_KEY_PREFIX`), so tests and deployments can share a Redis:
     <prefix>{shipping}:cancelled              HASH saga_id -> JSON shipment (cancelled)
     <prefix>{notification}:notices            STREAM of notices sent
     <prefix>{notification}:sent               HASH <kind>:<order_id> -> stream entry id
-
-Saga ids cannot contain `/` (schemas.fields.SagaId), so `<saga_id>/<step>` is
-unambiguous whatever the step name holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from saga_worker import ParticipantKeys
+
 INVENTORY = "inventory"
 PAYMENT = "payment"
 SHIPPING = "shipping"
 NOTIFICATION = "notification"
-
-
-@dataclass(frozen=True)
-class ParticipantKeys:
-    prefix: str
-    participant: str
-
-    @property
-    def tag(self) -> str:
-        return f"{self.prefix}{{{self.participant}}}"
-
-    def reply(self, idempotency_key: str) -> str:
-        return f"{self.tag}:reply:{idempotency_key}"
-
-    def effect(self, saga_id: str, step_name: str) -> str:
-        return f"{self.tag}:effect:{saga_id}/{step_name}"
-
-    def domain(self, name: str) -> str:
-        return f"{self.tag}:{name}"
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ answered SagaStepCompleted like any action, and nobody waits for that reply.
 
 from __future__ import annotations
 
-from participants import keys
-from participants.definition import Participant, Route
-from participants.protocol import Apply, JsonObject, Kind, Verdict
+from participants import LUA, keys
+from saga_worker import Apply, JsonObject, Kind, Participant, Route, Verdict
 from schemas import SendCancellationNotice, SendOrderConfirmation
 from schemas import topics as t
 
@@ -52,6 +51,6 @@ NOTIFICATION = Participant(
             SendCancellationNotice, Kind.ACTION, prepare_cancellation
         ),
     },
-    lua="notification.lua",
+    script=LUA / "notification.lua",
     domain_keys=_domain_keys,
 )

@@ -11,9 +11,8 @@ The charge recorded is what the refund gives back, whatever `original_result` sa
 
 from __future__ import annotations
 
-from participants import keys
-from participants.definition import Participant, Route
-from participants.protocol import Apply, JsonObject, Kind, Refuse, Verdict
+from participants import LUA, keys
+from saga_worker import Apply, JsonObject, Kind, Participant, Refuse, Route, Verdict
 from schemas import ProcessPayment, RefundPayment
 from schemas import topics as t
 
@@ -57,6 +56,6 @@ PAYMENT = Participant(
         t.PROCESS_PAYMENT: Route(ProcessPayment, Kind.ACTION, prepare_charge),
         t.REFUND_PAYMENT: Route(RefundPayment, Kind.COMPENSATION),
     },
-    lua="payment.lua",
+    script=LUA / "payment.lua",
     domain_keys=_domain_keys,
 )

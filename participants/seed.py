@@ -18,7 +18,7 @@ import orjson
 from redis.asyncio import Redis
 
 from participants import keys
-from saga_worker.settings import Settings
+from saga_worker import Settings
 
 
 @dataclass(frozen=True)

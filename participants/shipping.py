@@ -15,10 +15,17 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from participants import keys
-from participants.definition import Participant, Route
-from participants.errors import InvalidKnobError
-from participants.protocol import Apply, JsonObject, Kind, Refuse, Verdict
+from participants import LUA, keys
+from saga_worker import (
+    Apply,
+    InvalidKnobError,
+    JsonObject,
+    Kind,
+    Participant,
+    Refuse,
+    Route,
+    Verdict,
+)
 from schemas import CancelShipment, CreateShipment
 from schemas import topics as t
 
@@ -97,7 +104,7 @@ def shipping_participant(countries: frozenset[str] = DEFAULT_COUNTRIES) -> Parti
             t.CREATE_SHIPMENT: Route(CreateShipment, Kind.ACTION, prepare_shipment),
             t.CANCEL_SHIPMENT: Route(CancelShipment, Kind.COMPENSATION),
         },
-        lua="shipping.lua",
+        script=LUA / "shipping.lua",
         domain_keys=_domain_keys,
     )
 

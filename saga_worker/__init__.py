@@ -1,0 +1,177 @@
+"""saga-worker: saga orchestration on Apache Kafka, with saga state in Redis.
+
+Everything a user needs is importable from here:
+
+- the saga DSL: `SagaDefinition`, `Step`, `Parallel`, `StepKind`, `RetryPolicy`;
+- the app that ties saga types, start topics and participants together: `App`;
+- participants: `Participant` with `Route` and the verdicts `Apply`, `Refuse`,
+  `Fault` (effects in Redis, by a Lua script), and `HandlerParticipant` with
+  `Handler` and `StepRefused` (effects outside Redis, by an async function);
+- the wire envelope: `SagaCommand`, `CompensationCommand`, `WireMessage`, field
+  types, the codec and `Topics`;
+- running workers: `run_orchestrator`, `run_participant`, `run_all`, `Settings`;
+- testing: `SagaHarness` (in memory, no broker) and `WorkerProcess`;
+- the errors, all under `SagaWorkerError`.
+"""
+
+from saga_worker.app import App, SagaType
+from saga_worker.cleanup import discard
+from saga_worker.clock import utcnow
+from saga_worker.definition import (
+    DefinitionRegistry,
+    Parallel,
+    SagaDefinition,
+    Step,
+    StepKind,
+)
+from saga_worker.engine import Decision, decide
+from saga_worker.errors import (
+    AppLoadError,
+    ConfigurationError,
+    DefinitionError,
+    EffectStoreUnavailableError,
+    InvalidKnobError,
+    ParticipantError,
+    SagaWorkerError,
+    StoreUnavailableError,
+    UnknownDefinitionError,
+    UnknownParticipantError,
+    UnknownSagaTypeError,
+)
+from saga_worker.harness import Fail, FakeClock, NoReply, SagaHarness, StepScript, Succeed
+from saga_worker.kafka_clients import ensure_topics, make_producer
+from saga_worker.loading import load_app
+from saga_worker.participant.definition import Participant, Route
+from saga_worker.participant.handlers import Handler, HandlerParticipant, StepRefused, step_key
+from saga_worker.participant.keys import ParticipantKeys
+from saga_worker.participant.protocol import Apply, Fault, Kind, Refuse, Verdict
+from saga_worker.retry import RetryPolicy
+from saga_worker.run import run_all, run_orchestrator, run_participant
+from saga_worker.settings import Settings, load_settings
+from saga_worker.state import SagaState, SagaStatus
+from saga_worker.store import RedisSagaStore
+from saga_worker.wire import (
+    COMPENSATION_COMPLETED,
+    DEAD_LETTER,
+    REPLY_TOPICS,
+    STEP_COMPLETED,
+    STEP_FAILED,
+    TRACEPARENT,
+    Attempt,
+    CompensationCommand,
+    DeadLetterRecord,
+    DecodeError,
+    ErrorText,
+    Identifier,
+    JsonObject,
+    OpenModel,
+    SagaCommand,
+    SagaCompensationCompleted,
+    SagaId,
+    SagaOutcome,
+    SagaReply,
+    SagaStepCompleted,
+    SagaStepFailed,
+    ShortText,
+    Topics,
+    WireMessage,
+    decode,
+    encode,
+    header_value,
+    make_headers,
+)
+from saga_worker.worker_processes import WorkerProcess, saga_workers, until_ready, with_health_ports
+
+__all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
+    # the wire envelope
+    "COMPENSATION_COMPLETED",
+    "DEAD_LETTER",
+    "REPLY_TOPICS",
+    "STEP_COMPLETED",
+    "STEP_FAILED",
+    "TRACEPARENT",
+    # the app
+    "App",
+    # errors
+    "AppLoadError",
+    # participants
+    "Apply",
+    "Attempt",
+    "CompensationCommand",
+    "DeadLetterRecord",
+    "ConfigurationError",
+    # testing
+    "Decision",
+    "DecodeError",
+    "DefinitionError",
+    # the saga DSL
+    "DefinitionRegistry",
+    "EffectStoreUnavailableError",
+    "ErrorText",
+    "Fail",
+    "FakeClock",
+    "Fault",
+    "Handler",
+    "HandlerParticipant",
+    "Identifier",
+    "InvalidKnobError",
+    "JsonObject",
+    "Kind",
+    "NoReply",
+    "OpenModel",
+    "Parallel",
+    "Participant",
+    "ParticipantError",
+    "ParticipantKeys",
+    # running workers, and the state they keep
+    "RedisSagaStore",
+    "Refuse",
+    "RetryPolicy",
+    "Route",
+    "SagaCommand",
+    "SagaCompensationCompleted",
+    "SagaDefinition",
+    "SagaHarness",
+    "SagaId",
+    "SagaOutcome",
+    "SagaReply",
+    "SagaState",
+    "SagaStatus",
+    "SagaStepCompleted",
+    "SagaStepFailed",
+    "SagaType",
+    "SagaWorkerError",
+    "Settings",
+    "ShortText",
+    "Step",
+    "StepKind",
+    "StepRefused",
+    "StepScript",
+    "StoreUnavailableError",
+    "Succeed",
+    "Topics",
+    "UnknownDefinitionError",
+    "UnknownParticipantError",
+    "UnknownSagaTypeError",
+    "Verdict",
+    "WireMessage",
+    "WorkerProcess",
+    "decide",
+    "decode",
+    "discard",
+    "encode",
+    "ensure_topics",
+    "header_value",
+    "load_app",
+    "load_settings",
+    "make_headers",
+    "make_producer",
+    "run_all",
+    "run_orchestrator",
+    "run_participant",
+    "saga_workers",
+    "step_key",
+    "until_ready",
+    "utcnow",
+    "with_health_ports",
+]

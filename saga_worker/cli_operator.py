@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
@@ -24,8 +23,10 @@ from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from saga_worker.cli import app, settings_or_exit
+from saga_worker.app import App
+from saga_worker.cli import AppOption, app, load_app_or_exit, settings_or_exit
 from saga_worker.dlq import DeadLetterReadError, Letter, parse_letter_id, read_letters, replay
+from saga_worker.errors import StoreUnavailableError, UnknownSagaTypeError
 from saga_worker.kafka_admin import GroupLag, consumer_lag
 from saga_worker.operations import Operations
 from saga_worker.operator_views import (
@@ -39,7 +40,7 @@ from saga_worker.operator_views import (
 )
 from saga_worker.settings import Settings
 from saga_worker.state import SagaStatus
-from schemas import topics as t
+from saga_worker.wire import topics as t
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -52,7 +53,9 @@ dlq_app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for machines")]
-SagaArg = Annotated[str, typer.Argument(help="a saga id, or the id of the order that started it")]
+SagaArg = Annotated[
+    str, typer.Argument(help="a saga id, or the business key that started it (an order id, ...)")
+]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -99,22 +102,35 @@ def _at_least(option: str, value: int, least: int) -> int:
 
 def _run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     """Runs one command's I/O; an unreachable Kafka or Redis is one line and exit 1."""
+    return _run_with_app(None, lambda settings, _app: work(settings), needs_app=False)
+
+
+def _run_with_app(
+    app_spec: str | None,
+    work: Callable[[Settings, App], Coroutine[Any, Any, T]],
+    *,
+    needs_app: bool = True,
+) -> T:
+    """`_run` for commands that need the app (loaded from --app or SAGA_APP)."""
     settings = settings_or_exit()
+    the_app = load_app_or_exit(app_spec, settings) if needs_app else App()
     # aiokafka logs each failed connection; the one error line below says it once.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(work(settings))
-    except RedisError as exc:
+        return asyncio.run(work(settings, the_app))
+    except UnknownSagaTypeError as exc:
+        fail(str(exc))
+    except (RedisError, StoreUnavailableError) as exc:
         fail(f"Redis: {exc}")
     except (KafkaError, DeadLetterReadError) as exc:
         fail(f"Kafka: {exc}")
 
 
 @asynccontextmanager
-async def _operations(settings: Settings) -> AsyncIterator[Operations]:
+async def _operations(settings: Settings, the_app: App) -> AsyncIterator[Operations]:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        yield Operations(settings, redis)
+        yield Operations(settings, redis, the_app)
     finally:
         await redis.aclose()
 
@@ -127,20 +143,23 @@ def _print_json(value: Any) -> None:
 
 
 @app.command()
-def show(saga: SagaArg, as_json: JsonFlag = False) -> None:
+def show(saga: SagaArg, as_json: JsonFlag = False, app_spec: AppOption = None) -> None:
     """Show a saga: state, data, steps, and its history as a timeline."""
 
-    async def work(settings: Settings) -> Any:
-        async with _operations(settings) as ops:
-            return await ops.find(saga)
+    async def work(settings: Settings, the_app: App) -> Any:
+        async with _operations(settings, the_app) as ops:
+            state = await ops.find(saga)
+            if state is not None:
+                the_app.saga_type_of(state)
+            return state, the_app
 
-    state = _run(work)
+    state, the_app = _run_with_app(app_spec, work)
     if state is None:
-        fail(f"no saga with id or order id {saga!r}")
+        fail(f"no saga with id or business key {saga!r}")
     if as_json:
-        _print_json(saga_view(state))
+        _print_json(saga_view(state, the_app.business_key(state)))
     else:
-        print_saga(state)
+        print_saga(state, the_app.business_key(state))
 
 
 @app.command("list")
@@ -161,7 +180,12 @@ def list_sagas(
     ] = None,
     limit: Annotated[int, typer.Option(help="most sagas to print")] = 20,
     offset: Annotated[int, typer.Option(help="skip this many (from a previous page)")] = 0,
+    saga_type: Annotated[
+        str | None,
+        typer.Option("--type", "-t", help="only sagas of this type, e.g. OrderFulfillment"),
+    ] = None,
     as_json: JsonFlag = False,
+    app_spec: AppOption = None,
 ) -> None:
     """List sagas, most recently updated first; every state unless --state is given."""
     statuses = _statuses_or_exit(state)
@@ -170,46 +194,54 @@ def list_sagas(
     _at_least("--limit", limit, 1)
     _at_least("--offset", offset, 0)
 
-    async def work(settings: Settings) -> Any:
-        async with _operations(settings) as ops:
+    async def work(settings: Settings, the_app: App) -> Any:
+        if saga_type is not None:
+            the_app.saga_type(saga_type)
+        async with _operations(settings, the_app) as ops:
             page = await ops.list(
-                statuses, older_than=older, newer_than=newer, offset=offset, limit=limit
+                statuses,
+                older_than=older,
+                newer_than=newer,
+                offset=offset,
+                limit=limit,
+                saga_type=saga_type,
             )
-            return page, ops.now()
+            return page, ops.now(), the_app
 
-    page, now = _run(work)
+    page, now, the_app = _run_with_app(app_spec, work)
     if as_json:
-        sagas = [saga_summary(s, now) for s in page.sagas]
+        sagas = [saga_summary(s, now, the_app.business_key(s)) for s in page.sagas]
         _print_json({"sagas": sagas, "next_offset": page.next_offset})
     else:
-        print_page(page, now)
+        print_page(page, now, the_app.business_key)
 
 
 @app.command()
-def retry(saga: SagaArg) -> None:
+def retry(saga: SagaArg, app_spec: AppOption = None) -> None:
     """Resume a saga that needs an operator: its stuck steps get a fresh retry budget."""
-    _operator_command(saga, lambda ops: ops.retry(saga), "resumed")
+    _operator_command(app_spec, saga, lambda ops: ops.retry(saga), "resumed")
 
 
 @app.command()
 def abort(
     saga: SagaArg,
     reason: Annotated[str, typer.Option(help="why, recorded in the saga")] = "aborted by operator",
+    app_spec: AppOption = None,
 ) -> None:
     """Compensate a running saga on purpose (refused once its pivot step succeeded)."""
-    _operator_command(saga, lambda ops: ops.abort(saga, reason), "aborted")
+    _operator_command(app_spec, saga, lambda ops: ops.abort(saga, reason), "aborted")
 
 
 def _operator_command(
-    saga: str, command: Callable[[Operations], Awaitable[Any]], done: str
+    app_spec: str | None, saga: str, command: Callable[[Operations], Awaitable[Any]], done: str
 ) -> None:
-    async def work(settings: Settings) -> Any:
-        async with _operations(settings) as ops:
+    async def work(settings: Settings, the_app: App) -> Any:
+        async with _operations(settings, the_app) as ops:
             return await command(ops)
 
-    outcome = _run(work)
+    outcome = _run_with_app(app_spec, work)
     if outcome.state is None:
-        fail(f"no saga with id or order id {saga!r}")
+        fail(f"no saga with id or business key {saga!r}")
     if not outcome.changed:
         fail(f"refused: {outcome.reason}")
     typer.echo(f"{done} saga {outcome.state.saga_id}: now {outcome.state.status.value}")
@@ -219,33 +251,34 @@ def _operator_command(
 
 
 @app.command()
-def stats(as_json: JsonFlag = False) -> None:
-    """Sagas by state, completions in the last minute, outbox and timer backlog, consumer lag."""
+def stats(as_json: JsonFlag = False, app_spec: AppOption = None) -> None:
+    """Sagas by state, completions in the last minute, outbox and timer backlog, and the
+    consumer lag of the app's own groups."""
 
-    async def work(settings: Settings) -> dict[str, Any]:
-        async with _operations(settings) as ops:
+    async def work(settings: Settings, the_app: App) -> dict[str, Any]:
+        async with _operations(settings, the_app) as ops:
             counts = await ops.counts()
             backlog = await ops.backlog()
-        lags = await consumer_lag(settings.kafka, _consumer_groups(settings))
+        lags = await consumer_lag(settings.kafka, _consumer_groups(settings, the_app))
         return {"sagas": counts, "backlog": backlog, "lag": [asdict(g) for g in lags]}
 
-    report = _run(work)
+    report = _run_with_app(app_spec, work)
     if as_json:
         _print_json(report)
     else:
         print_stats(report["sagas"], report["backlog"], [GroupLag(**g) for g in report["lag"]])
 
 
-def _consumer_groups(settings: Settings) -> Mapping[str, list[str]]:
-    """Every worker's consumer group and the physical topics it reads."""
-    from participants.registry import NAMES, build_participant  # noqa: PLC0415 - keep --help fast
-    from saga_worker.inbound import INBOUND_TOPICS  # noqa: PLC0415
-
+def _consumer_groups(settings: Settings, the_app: App) -> Mapping[str, list[str]]:
+    """The consumer group of every worker of the app, and the physical topics it reads."""
     physical = settings.topics.physical
-    groups = {settings.group_id("orchestrator"): [physical(n) for n in INBOUND_TOPICS]}
-    for name in NAMES:
-        participant = build_participant(name, os.environ)
-        groups[settings.group_id(f"participant.{name}")] = [physical(n) for n in participant.topics]
+    groups: dict[str, list[str]] = {}
+    if the_app.sagas:
+        inbound = the_app.orchestrator_inbound()
+        groups[settings.group_id("orchestrator")] = [physical(n) for n in inbound]
+    for name in the_app.participant_names:
+        topics = the_app.build_participant(name).topics
+        groups[settings.group_id(f"participant.{name}")] = [physical(n) for n in topics]
     return groups
 
 
@@ -278,20 +311,20 @@ def dlq_replay(
     ] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
     code: Annotated[str | None, typer.Option(help="only dead letters with this error code")] = None,
+    app_spec: AppOption = None,
 ) -> None:
     """Send dead letters' original bytes and headers back to their source topics."""
     ids = _letter_ids_or_exit(offset)
     if ids is None and not replay_all and code is None:
         fail("say which: --offset PARTITION:OFFSET, --code CODE or --all", EXIT_USAGE)
 
-    async def work(settings: Settings) -> Any:
+    async def work(settings: Settings, the_app: App) -> Any:
         letters = await read_letters(settings.kafka, _dlq_topic(settings), ids=ids)
         if code is not None:
             letters = [x for x in letters if x.record and x.record.error_code == code]
-        ours = {settings.topics.physical(n) for n in t.ALL_TOPICS if n != t.DEAD_LETTER}
-        return await replay(settings.kafka, letters, ours)
+        return await replay(settings.kafka, letters, _replayable_topics(settings, the_app))
 
-    result = _run(work)
+    result = _run_with_app(app_spec, work)
     for letter, why in result.skipped:
         typer.echo(f"skipped {letter.id}: {why}", err=True)
     topics = ", ".join(f"{n} to {topic}" for topic, n in sorted(result.sent.items()))
@@ -307,6 +340,11 @@ def _letter_ids_or_exit(texts: list[str] | None) -> set[tuple[int, int]] | None:
         return {parse_letter_id(x) for x in texts}
     except ValueError as exc:
         fail(f"--offset: {exc}", EXIT_USAGE)
+
+
+def _replayable_topics(settings: Settings, the_app: App) -> set[str]:
+    """Where a dead letter may go back to: any topic a worker of the app reads."""
+    return {topic for topics in _consumer_groups(settings, the_app).values() for topic in topics}
 
 
 def _dlq_topic(settings: Settings) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from aiokafka.structs import ConsumerRecord
 
-from schemas import dead_letter_headers
+from saga_worker.wire import dead_letter_headers
 
 log = logging.getLogger(__name__)
 

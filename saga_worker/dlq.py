@@ -19,8 +19,8 @@ from aiokafka.structs import ConsumerRecord
 
 from saga_worker.kafka_admin import partitions_of, reader
 from saga_worker.kafka_clients import KafkaConnection, make_producer
-from schemas import DeadLetterRecord, DecodeError, parse_dead_letter
-from schemas.dead_letter import DLQ_PREFIX
+from saga_worker.wire import DeadLetterRecord, DecodeError, parse_dead_letter
+from saga_worker.wire.dead_letter import DLQ_PREFIX
 
 STALL_S = 30.0  # no record for this long while more are due: the broker is not answering
 

@@ -14,9 +14,19 @@ The tree, and what each error means:
     |   +-- InvalidTransitionError
     +-- StoreUnavailableError  Redis did not answer or refused a command (retriable)
     +-- ConfigurationError     a setting is missing or invalid (names the setting)
+    |   +-- AppLoadError       `--app module:object` names nothing importable, or
+    |                          not an App
+    +-- UnknownSagaTypeError   a stored saga's type or version is not in the loaded app
+    +-- ParticipantError       raised by the participant runtime
+        +-- InvalidKnobError   a knob's environment variable holds a bad value
+        +-- UnknownParticipantError
+        |                      the app declares no participant under the name given
+        +-- EffectStoreUnavailableError
+                               Redis did not answer; the batch is tried again
+                               (retriable), never committed half-done
 
 Retriability is data: every class says with `retriable` whether trying the same
-operation again may succeed. Only StoreUnavailableError is retriable: the
+operation again may succeed. Only the two *UnavailableError classes are retriable: the
 others are bugs or bad configuration, and retrying would fail the same way. Adapters for
 Kafka and Redis translate their libraries' exceptions into subclasses of
 `SagaWorkerError` at the boundary (raising `from exc`) and set `retriable`.
@@ -70,6 +80,32 @@ class StoreUnavailableError(SagaWorkerError):
 
 class ConfigurationError(SagaWorkerError, ValueError):
     """A setting is missing or invalid; the message names it."""
+
+
+class AppLoadError(ConfigurationError):
+    """The app given with `--app` (or SAGA_APP) cannot be loaded; the message says why."""
+
+
+class UnknownSagaTypeError(SagaWorkerError, LookupError):
+    """A saga's type or version is not one the loaded app runs."""
+
+
+class ParticipantError(SagaWorkerError):
+    """Raised by the participant runtime. Business failures are data, not exceptions."""
+
+
+class InvalidKnobError(ParticipantError, ValueError):
+    """A fault-injection knob's environment variable holds a bad value (named)."""
+
+
+class UnknownParticipantError(ParticipantError, LookupError):
+    """The app declares no participant under the name given."""
+
+
+class EffectStoreUnavailableError(ParticipantError):
+    """Redis did not answer while settling a participant's batch; it is retried."""
+
+    retriable: ClassVar[bool] = True
 
 
 def is_transient(exc: BaseException) -> bool:

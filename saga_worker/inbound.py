@@ -1,50 +1,41 @@
 """Turns the orchestrator's Kafka records into engine events, or into dead letters.
 
-The contract: saga messages are keyed by saga_id; OrderCreated may carry any
-key. A record whose bytes, headers or key break the contract is refused here,
-before it can touch a saga.
+The contract: saga messages are keyed by saga_id; a start message may carry any
+key (its saga id is derived from its business key). A record whose bytes,
+headers or key break the contract is refused here, before it can touch a saga.
 """
 
 from __future__ import annotations
 
-import uuid
-
+from saga_worker.app import App, SagaType
 from saga_worker.consumer_loop import Record
 from saga_worker.dead_letters import DeadLetter
 from saga_worker.events import CompensationSucceeded, StartSaga, StepFailed, StepSucceeded
 from saga_worker.processor import TRACE_DATA_KEY, Inbound
-from schemas import (
+from saga_worker.wire import (
     MAX_BYTES,
     TRACEPARENT,
     DecodeError,
-    OrderCreated,
     SagaCompensationCompleted,
     SagaStepCompleted,
     SagaStepFailed,
     decode,
     header_value,
 )
-from schemas import topics as t
-from schemas.topics import Topics
-
-# Fixed, so every instance derives the same saga id from the same order id.
-ORDER_SAGA_NAMESPACE = uuid.UUID("6f1c3f52-1d0e-4b8e-9a57-4b1f7f0c2a10")
-
-INBOUND_TOPICS = (t.ORDER_CREATED, t.STEP_COMPLETED, t.STEP_FAILED, t.COMPENSATION_COMPLETED)
+from saga_worker.wire import topics as t
+from saga_worker.wire.topics import Topics
 
 
-def saga_id_for_order(order_id: str) -> str:
-    """One order, one saga: the id is derived, so a repeated order finds its saga."""
-    return str(uuid.uuid5(ORDER_SAGA_NAMESPACE, order_id))
-
-
-def to_inbound(record: Record, topics: Topics, max_bytes: int = MAX_BYTES) -> Inbound | DeadLetter:
+def to_inbound(
+    record: Record, app: App, topics: Topics, max_bytes: int = MAX_BYTES
+) -> Inbound | DeadLetter:
     try:
         if record.value is not None and len(record.value) > max_bytes:
             raise DecodeError("too_large", f"{len(record.value)} bytes, more than {max_bytes}")
         logical = topics.logical(record.topic)
-        if logical == t.ORDER_CREATED:
-            return _order(record)
+        saga = app.starting_from(logical)
+        if saga is not None:
+            return _start(record, saga)
         return _reply(record, logical)
     except DecodeError as exc:
         return DeadLetter(record, exc.code, exc.reason)
@@ -52,15 +43,17 @@ def to_inbound(record: Record, topics: Topics, max_bytes: int = MAX_BYTES) -> In
         return DeadLetter(record, "unexpected_topic", str(exc))
 
 
-def _order(record: Record) -> Inbound:
-    order = decode(OrderCreated, record.value)
-    data = order.model_dump(mode="json", exclude={"message_id", "schema_version"})
+def _start(record: Record, saga: SagaType) -> Inbound:
+    message = decode(saga.start_model, record.value)
+    data = message.model_dump(mode="json", exclude={"message_id", "schema_version"})
     trace = header_value(record.headers or (), TRACEPARENT)
     if trace:
         data[TRACE_DATA_KEY] = trace
-    saga_id = saga_id_for_order(order.order_id)
-    message_id = order.message_id or f"order:{order.order_id}"
-    return Inbound(saga_id, StartSaga(saga_id, data, message_id), message_id, record)
+    key = saga.key_of(message)
+    saga_id = saga.saga_id(key)
+    message_id = message.message_id or f"start:{saga.name}:{key}"
+    event = StartSaga(saga_id, data, message_id)
+    return Inbound(saga_id, event, message_id, record, start=saga.definition)
 
 
 def _reply(record: Record, logical: str) -> Inbound | DeadLetter:

@@ -13,13 +13,11 @@ from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
+from saga_worker.app import App
 from saga_worker.clock import utcnow
-from saga_worker.definition import DefinitionRegistry
 from saga_worker.engine import decide
 from saga_worker.events import Event, OperatorAbort, OperatorRetry
-from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import make_producer
-from saga_worker.order_fulfillment import ORDER_FULFILLMENT, default_registry
 from saga_worker.processor import Inbound, SagaProcessor
 from saga_worker.publisher import Publisher
 from saga_worker.settings import Settings
@@ -49,19 +47,20 @@ class Operations:
         self,
         settings: Settings,
         redis: Redis,
+        app: App,
         *,
-        registry: DefinitionRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
         self._redis = redis
+        self._app = app
         self._store = RedisSagaStore(redis, settings.keys, retention=settings.retention)
-        self._registry = registry or default_registry()
+        self._registry = app.registry
         self.now = clock
 
-    async def find(self, saga_or_order_id: str) -> SagaState | None:
-        """A saga by its id, or by the id of the order that started it."""
-        candidates = [saga_or_order_id, saga_id_for_order(saga_or_order_id)]
+    async def find(self, saga_or_key: str) -> SagaState | None:
+        """A saga by its id, or by the business key that started it (an order id, ...)."""
+        candidates = self._app.candidate_ids(saga_or_key)
         loaded = await self._store.load({c: [] for c in candidates})
         for candidate in candidates:
             if loaded[candidate].state is not None:
@@ -76,8 +75,12 @@ class Operations:
         newer_than: timedelta | None = None,
         offset: int = 0,
         limit: int = 50,
+        saga_type: str | None = None,
     ) -> Page:
-        """Sagas in the given statuses, most recently updated first, by last update age."""
+        """Sagas in the given statuses (and of one type), most recently updated first.
+
+        The status index spans every saga type: a type filter is applied to each
+        page read, so a filtered page may hold fewer than `limit` sagas."""
         now_ms = to_ms(self.now())
         newest = now_ms - int(older_than.total_seconds() * 1000) if older_than else "+inf"
         oldest = now_ms - int(newer_than.total_seconds() * 1000) if newer_than else "-inf"
@@ -100,23 +103,26 @@ class Operations:
         sagas = [
             row.state
             for row in loaded.values()
-            if row.state is not None and row.state.status in wanted
+            if row.state is not None
+            and row.state.status in wanted
+            and saga_type in (None, row.state.definition_name)
         ]
         sagas.sort(key=lambda s: s.updated_at, reverse=True)
         more = len(window) > limit
         return Page(sagas, offset + limit if more else None)
 
-    async def retry(self, saga_or_order_id: str) -> Outcome:
-        return await self._command(saga_or_order_id, OperatorRetry())
+    async def retry(self, saga_or_key: str) -> Outcome:
+        return await self._command(saga_or_key, OperatorRetry())
 
-    async def abort(self, saga_or_order_id: str, reason: str) -> Outcome:
-        return await self._command(saga_or_order_id, OperatorAbort(reason))
+    async def abort(self, saga_or_key: str, reason: str) -> Outcome:
+        return await self._command(saga_or_key, OperatorAbort(reason))
 
-    async def _command(self, saga_or_order_id: str, event: Event) -> Outcome:
-        state = await self.find(saga_or_order_id)
+    async def _command(self, saga_or_key: str, event: Event) -> Outcome:
+        state = await self.find(saga_or_key)
         if state is None:
             return Outcome(None, changed=False, reason="no such saga")
-        processor = SagaProcessor(self._store, self._registry, ORDER_FULFILLMENT, self.now)
+        self._app.saga_type_of(state)  # UnknownSagaTypeError: one line, not a traceback
+        processor = SagaProcessor(self._store, self._registry, self.now)
         applied = await processor.apply([Inbound(state.saga_id, event)])
         if not applied.writes:
             after = await self.find(state.saga_id)

@@ -6,7 +6,7 @@ as plain `Text`, never parsed as rich markup.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,11 +38,12 @@ console = Console(highlight=False)
 # -- sagas ----------------------------------------------------------------------------
 
 
-def saga_view(state: SagaState) -> dict[str, Any]:
+def saga_view(state: SagaState, business_key: str | None) -> dict[str, Any]:
     """Everything about a saga, with readable names and ISO times."""
     return {
         "saga_id": state.saga_id,
-        "order_id": state.data.get("order_id"),
+        "saga_type": state.definition_name,
+        "business_key": business_key,
         "status": state.status.value,
         "definition": {"name": state.definition_name, "version": state.definition_version},
         "created_at": state.created_at.isoformat(),
@@ -66,11 +67,12 @@ def saga_view(state: SagaState) -> dict[str, Any]:
     }
 
 
-def saga_summary(state: SagaState, now: datetime) -> dict[str, Any]:
+def saga_summary(state: SagaState, now: datetime, business_key: str | None) -> dict[str, Any]:
     last = state.history[-1] if state.history else None
     return {
         "saga_id": state.saga_id,
-        "order_id": state.data.get("order_id"),
+        "saga_type": state.definition_name,
+        "business_key": business_key,
         "status": state.status.value,
         "last_step": last.step if last else None,
         "updated_at": state.updated_at.isoformat(),
@@ -83,10 +85,10 @@ def _step_view(step: StepState) -> dict[str, Any]:
     return {**asdict(step), "status": step.status.value}
 
 
-def print_saga(state: SagaState) -> None:
+def print_saga(state: SagaState, business_key: str | None) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_row("saga", Text(state.saga_id))
-    head.add_row("order", Text(str(state.data.get("order_id", "-"))))
+    head.add_row("key", Text(business_key or "-"))
     head.add_row("status", _status(state.status))
     head.add_row("definition", f"{state.definition_name} v{state.definition_version}")
     head.add_row("started", f"{state.created_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC")
@@ -129,18 +131,19 @@ def _timeline(state: SagaState) -> Text:
     return lines
 
 
-def print_page(page: Page, now: datetime) -> None:
+def print_page(page: Page, now: datetime, business_key: Callable[[SagaState], str | None]) -> None:
     table = Table()
     table.add_column("saga", overflow="fold")  # whole, to be copied
     table.add_column("status", no_wrap=True)
-    for column in ("order", "updated", "reason"):
+    for column in ("type", "key", "updated", "reason"):
         table.add_column(column)
     for state in page.sagas:
-        s = saga_summary(state, now)
+        s = saga_summary(state, now, business_key(state))
         table.add_row(
             Text(s["saga_id"]),
             _status(state.status),
-            Text(str(s["order_id"] or "")),
+            Text(s["saga_type"]),
+            Text(s["business_key"] or ""),
             _ago(now - state.updated_at),
             Text(s["reason"] or ""),
         )

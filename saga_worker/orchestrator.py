@@ -24,25 +24,23 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from saga_worker.app import App
 from saga_worker.clock import utcnow
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
-from saga_worker.definition import DefinitionRegistry, SagaDefinition
 from saga_worker.dependencies import wait_for_dependencies
-from saga_worker.errors import StoreUnavailableError, is_transient
+from saga_worker.errors import ConfigurationError, StoreUnavailableError, is_transient
 from saga_worker.events import TimerFired
 from saga_worker.health import HealthServer
-from saga_worker.inbound import INBOUND_TOPICS, to_inbound
+from saga_worker.inbound import to_inbound
 from saga_worker.kafka_clients import make_consumer, make_producer
 from saga_worker.metrics import OrchestratorMetrics
-from saga_worker.order_fulfillment import ORDER_FULFILLMENT, default_registry
 from saga_worker.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
 from saga_worker.publisher import Publisher
 from saga_worker.settings import Settings
 from saga_worker.state import SagaState, SagaStatus
 from saga_worker.store import RedisSagaStore, SagaWrite
 from saga_worker.tracing import configure_tracing
-from schemas import topics as t
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +53,15 @@ class Orchestrator:
     def __init__(
         self,
         settings: Settings,
+        app: App,
         *,
-        registry: DefinitionRegistry | None = None,
-        definition: SagaDefinition = ORDER_FULFILLMENT,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        if not app.sagas:
+            raise ConfigurationError(f"app {app.name!r} declares no saga for the orchestrator")
         self._settings = settings
-        self._registry = registry or default_registry()
-        self._definition = definition
+        self._app = app
+        self._registry = app.registry
         self._clock = clock
         self._stopping = asyncio.Event()
         self._ready = False
@@ -88,7 +87,7 @@ class Orchestrator:
         redis = self._redis = Redis.from_url(s.redis_url.get_secret_value())
         if not await wait_for_dependencies(
             s.kafka,
-            [topics.physical(n) for n in t.ALL_TOPICS],
+            [topics.physical(n) for n in self._app.orchestrator_topics()],
             partitions=s.saga_partitions,
             redis=redis,
             stopping=self._stopping,
@@ -105,11 +104,11 @@ class Orchestrator:
         )
         store = RedisSagaStore(redis, s.keys, retention=s.retention)
         self._store = store
-        self._processor = SagaProcessor(store, self._registry, self._definition, self._clock)
+        self._processor = SagaProcessor(store, self._registry, self._clock)
         self._publisher = Publisher(producer, topics, WORKER)
         self._loop = ConsumerLoop(
             consumer,
-            [topics.physical(n) for n in INBOUND_TOPICS],
+            [topics.physical(n) for n in self._app.orchestrator_inbound()],
             self._handle_batch,
             max_records=s.saga_batch_size,
         )
@@ -135,7 +134,10 @@ class Orchestrator:
                 self._every(s.saga_outbox_sweep_after_s / 2, self._sweep_outboxes), name="sweeper"
             ),
         ]
-        log.info("orchestrator running", extra={"group": s.group_id(WORKER)})
+        log.info(
+            "orchestrator running",
+            extra={"group": s.group_id(WORKER), "sagas": [t.name for t in self._app.sagas]},
+        )
         try:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -165,7 +167,9 @@ class Orchestrator:
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
         for record in records:
-            item = to_inbound(record, self._settings.topics, self._settings.saga_max_message_bytes)
+            item = to_inbound(
+                record, self._app, self._settings.topics, self._settings.saga_max_message_bytes
+            )
             if isinstance(item, DeadLetter):
                 dead.append(item)
             else:
@@ -297,10 +301,10 @@ class Orchestrator:
             definition = self._registry.get(state.definition_name, state.definition_version)
             self.metrics.saga(applied.before.get(write.saga_id), state, definition)
             if state.status.value != write.previous_status:
-                _log_transition(state)
+                self._log_transition(state)
             if self._tracer.enabled:
                 trace = state.data.get(TRACE_DATA_KEY)
-                attributes = {k: v for k, v in _context(state).items() if v is not None}
+                attributes = {k: v for k, v in self._context(state).items() if v is not None}
                 attributes["previous_status"] = write.previous_status or ""
                 self._tracer.span(
                     f"saga {state.definition_name}",
@@ -309,20 +313,21 @@ class Orchestrator:
                     attributes,
                 )
 
+    def _log_transition(self, state: SagaState) -> None:
+        """Terminal transitions at DEBUG (thousands a second under load); an operator's at
+        WARNING."""
+        if state.status is SagaStatus.NEEDS_OPERATOR:
+            log.warning(
+                "saga needs an operator",
+                extra={**self._context(state), "reason": state.operator_reason},
+            )
+        elif state.finished and log.isEnabledFor(logging.DEBUG):
+            log.debug("saga finished", extra={**self._context(state), "error": state.error})
 
-def _log_transition(state: SagaState) -> None:
-    """Terminal transitions at DEBUG (thousands a second under load); an operator's at WARNING."""
-    if state.status is SagaStatus.NEEDS_OPERATOR:
-        log.warning(
-            "saga needs an operator", extra={**_context(state), "reason": state.operator_reason}
-        )
-    elif state.finished and log.isEnabledFor(logging.DEBUG):
-        log.debug("saga finished", extra={**_context(state), "error": state.error})
-
-
-def _context(state: SagaState) -> dict[str, Any]:
-    return {
-        "saga_id": state.saga_id,
-        "order_id": state.data.get("order_id"),
-        "status": state.status.value,
-    }
+    def _context(self, state: SagaState) -> dict[str, Any]:
+        return {
+            "saga_id": state.saga_id,
+            "saga_type": state.definition_name,
+            "business_key": self._app.business_key(state),
+            "status": state.status.value,
+        }

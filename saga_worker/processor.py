@@ -26,7 +26,7 @@ from saga_worker.events import (
 )
 from saga_worker.state import SagaState
 from saga_worker.store import Loaded, OutboxEntry, SagaStore, SagaWrite
-from schemas import CORRELATION_ID, MESSAGE_TYPE, TRACEPARENT
+from saga_worker.wire import CORRELATION_ID, MESSAGE_TYPE, TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Inbound:
     event: Event
     message_id: str | None = None
     source: Any = None  # the Kafka record it came from, for dead letters; opaque here
+    start: SagaDefinition | None = None  # for a StartSaga: the definition it starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +81,10 @@ class SagaProcessor:
         self,
         store: SagaStore,
         registry: DefinitionRegistry,
-        start_definition: SagaDefinition,
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._registry = registry
-        self._start = start_definition
         self._clock = clock
 
     async def apply(self, inbound: Sequence[Inbound]) -> Applied:
@@ -143,7 +142,10 @@ class SagaProcessor:
             if item.message_id and (item.message_id in seen or item.message_id in consumed):
                 ignored += 1
                 continue
-            definition = self._definition_for(state)
+            if state is None and not isinstance(item.event, StartSaga):
+                dead.append(Rejected(item, *UNKNOWN_SAGA))
+                continue
+            definition = self._definition_for(state, item)
             problem = _refusal(state, item.event, definition)
             if problem is not None:
                 dead.append(Rejected(item, *problem))
@@ -185,11 +187,13 @@ class SagaProcessor:
         )
         return write, dead, ignored
 
-    def _definition_for(self, state: SagaState | None) -> SagaDefinition:
+    def _definition_for(self, state: SagaState | None, item: Inbound) -> SagaDefinition:
         # A running saga stays on the definition version it started with.
-        if state is None:
-            return self._start
-        return self._registry.get(state.definition_name, state.definition_version)
+        if state is not None:
+            return self._registry.get(state.definition_name, state.definition_version)
+        if item.start is None:
+            raise ValueError("a StartSaga needs the definition it starts")
+        return item.start
 
     @staticmethod
     def _entry(state: SagaState, out: Outgoing) -> OutboxEntry:
@@ -200,7 +204,9 @@ class SagaProcessor:
         return OutboxEntry(out.message_id, out.topic, out.key, out.payload, tuple(headers))
 
 
-# The W3C traceparent of the OrderCreated that started a saga travels in its data.
+UNKNOWN_SAGA = ("unknown_saga", "no saga with this id exists (never started, or expired)")
+
+# The W3C traceparent of the start message that started a saga travels in its data.
 TRACE_DATA_KEY = "traceparent"
 
 Reply = StepSucceeded | StepFailed | CompensationSucceeded
@@ -213,7 +219,7 @@ def _refusal(
     if isinstance(event, StartSaga):
         return None
     if state is None:
-        return "unknown_saga", "no saga with this id exists (never started, or expired)"
+        return UNKNOWN_SAGA
     if isinstance(event, Reply) and not _known_step(definition, event.step):
         return (
             "unknown_step",

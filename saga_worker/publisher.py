@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaProducer
 
 from saga_worker.dead_letters import DeadLetter, log_dead_letters
 from saga_worker.store import OutboxEntry
-from schemas import topics as t
-from schemas.topics import Topics
+from saga_worker.wire import topics as t
+from saga_worker.wire.topics import Topics
 
 
 class Publisher:

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from saga_worker.errors import ConfigurationError
 from saga_worker.kafka_clients import KafkaConnection
 from saga_worker.keys import KeySpace
-from schemas.topics import Topics
+from saga_worker.wire.topics import Topics
 
 
 class Settings(BaseSettings):
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: str | None = None
+
+    # The app the CLI runs and operates on (`module:object`); --app overrides it.
+    saga_app: str = "participants.app:app"
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may embed a password
 

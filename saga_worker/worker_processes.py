@@ -9,13 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from saga_worker.settings import Settings
-
-PARTICIPANT_NAMES = ("inventory", "payment", "shipping", "notification")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -80,14 +78,18 @@ class WorkerProcess:
 
 
 def saga_workers(
-    settings: Settings, log_dir: Path, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    log_dir: Path,
+    participants: Sequence[str],
+    extra_env: Mapping[str, str] | None = None,
 ) -> list[WorkerProcess]:
-    """The orchestrator and the four sample participants, not yet started."""
+    """The orchestrator and the named participants of the app (`settings.saga_app`),
+    one process each, not yet started."""
     env = {**settings_env(settings), **(extra_env or {})}
     workers = [WorkerProcess("orchestrator", ("orchestrator",), env, log_dir / "orchestrator.log")]
     workers += [
         WorkerProcess(name, ("participant", name), env, log_dir / f"{name}.log")
-        for name in PARTICIPANT_NAMES
+        for name in participants
     ]
     return workers
 

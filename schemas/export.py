@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from schemas.dead_letter import DeadLetterRecord
+from saga_worker import DeadLetterRecord
 from schemas.messages import MESSAGE_TYPES
 
 DEFAULT_FOLDER = Path(__file__).parent / "json"

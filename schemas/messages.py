@@ -1,64 +1,31 @@
-"""Pydantic models of every message body on the wire, one per topic (DESIGN.md).
+"""The order-fulfillment sample's messages: the order that starts a saga, the
+commands its participants read, and its outcomes (DESIGN.md, wire contract).
 
-The minimal contract bodies in DESIGN.md validate against these models; our own
-optional fields (`message_id`, `command_id`, `attempt`, ...) ride along. Unknown
-fields are kept and written back unchanged, so a newer producer's data survives an
-older worker. An optional field that is None is left out of the encoded body.
+Built on the library's envelope (`saga_worker.SagaCommand`, ...): a command
+re-declares the order fields its participant needs as required.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    SerializerFunctionWrapHandler,
-    StrictBool,
-    model_serializer,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
-from schemas import topics
-from schemas.fields import (
-    Attempt,
-    CountryCode,
-    CurrencyCode,
+from saga_worker import (
+    CompensationCommand,
     ErrorText,
     Identifier,
-    MinorUnits,
-    Quantity,
-    SagaId,
-    SchemaVersion,
+    OpenModel,
+    SagaCommand,
+    SagaCompensationCompleted,
+    SagaOutcome,
+    SagaStepCompleted,
+    SagaStepFailed,
     ShortText,
+    WireMessage,
 )
-
-SCHEMA_VERSION = 1
-
-JsonObject = dict[str, JsonValue]
-
-
-class OpenModel(BaseModel):
-    """An immutable model that keeps unknown fields, validated as plain JSON values."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # None on a declared field means "absent"; an unknown field keeps its null.
-        body: dict[str, Any] = handler(self)
-        declared = type(self).model_fields
-        return {k: v for k, v in body.items() if v is not None or k not in declared}
-
-
-class WireMessage(OpenModel):
-    """A message body on a saga topic."""
-
-    message_id: Identifier | None = None  # unique per message: the idempotency key
-    schema_version: SchemaVersion | None = None
+from schemas import topics
+from schemas.fields import CountryCode, CurrencyCode, MinorUnits, Quantity
 
 
 class OrderItem(OpenModel):
@@ -102,11 +69,11 @@ class OrderCreated(WireMessage):
     currency: CurrencyCode | None = None
 
 
-class SagaData(WireMessage):
-    """The order a saga carries through its steps, and the results of steps done.
+class OrderCommand(SagaCommand):
+    """A command of the OrderFulfillment saga: the order travels with it.
 
-    Every field is optional here; a command that needs a field to do its work
-    re-declares it as required, so its participant receives validated data.
+    Every order field is optional here; a command that needs a field to do its
+    work re-declares it as required, so its participant receives validated data.
     """
 
     order_id: Identifier | None = None
@@ -115,33 +82,21 @@ class SagaData(WireMessage):
     payment_method: ShortText | None = None
     shipping_address: Address | None = None
     currency: CurrencyCode | None = None
-    results: dict[Identifier, JsonObject] = Field(default_factory=dict)  # by step name
 
 
-class SagaCommand(SagaData):
-    """A command from the orchestrator to a participant. Keyed by `saga_id`."""
-
-    saga_id: SagaId
-    step_name: Identifier
-    command_id: Identifier | None = None  # echoed in the reply; participants dedupe on it
-    attempt: Attempt | None = None
+class OrderCompensation(OrderCommand, CompensationCommand):
+    """Undoes a step of the order saga."""
 
 
-class CompensationCommand(SagaCommand):
-    """Undoes a step; `original_result` is the step's result, if it ever replied."""
-
-    original_result: JsonObject | None = None
-
-
-class ReserveItems(SagaCommand):
+class ReserveItems(OrderCommand):
     items: Items
 
 
-class ReleaseReservation(CompensationCommand):
+class ReleaseReservation(OrderCompensation):
     pass
 
 
-class ProcessPayment(SagaCommand):
+class ProcessPayment(OrderCommand):
     """Charges the customer `amount`, or the order total when no amount is given."""
 
     customer_id: Identifier
@@ -158,67 +113,40 @@ class ProcessPayment(SagaCommand):
         return self.amount if self.amount is not None else order_total(self.items or [])
 
 
-class RefundPayment(CompensationCommand):
+class RefundPayment(OrderCompensation):
     pass
 
 
-class CreateShipment(SagaCommand):
+class CreateShipment(OrderCommand):
     order_id: Identifier
     shipping_address: Address
 
 
-class CancelShipment(CompensationCommand):
+class CancelShipment(OrderCompensation):
     pass
 
 
-class SendOrderConfirmation(SagaCommand):
+class SendOrderConfirmation(OrderCommand):
     order_id: Identifier
     customer_id: Identifier
 
 
-class SendCancellationNotice(CompensationCommand):
+class SendCancellationNotice(OrderCompensation):
     order_id: Identifier
     customer_id: Identifier
 
 
-class SagaReply(WireMessage):
-    """A participant's answer to a command. Keyed by `saga_id`.
+class OrderOutcome(SagaOutcome):
+    """How an order's saga ended."""
 
-    A reply without `attempt` answers the current attempt of its step.
-    """
-
-    saga_id: SagaId
-    step_name: Identifier
-    command_id: Identifier | None = None
-    attempt: Attempt | None = None
-
-
-class SagaStepCompleted(SagaReply):
-    result: JsonObject = Field(default_factory=dict)
-
-
-class SagaStepFailed(SagaReply):
-    error: ErrorText
-    retryable: StrictBool | None = None  # None: the step's retry policy decides
-    error_code: Identifier | None = None
-
-
-class SagaCompensationCompleted(SagaReply):
-    pass
-
-
-class SagaOutcome(SagaData):
-    """How a saga ended, for the outside world. Keyed by `saga_id`."""
-
-    saga_id: SagaId
     order_id: Identifier
 
 
-class OrderFulfillmentCompleted(SagaOutcome):
+class OrderFulfillmentCompleted(OrderOutcome):
     pass
 
 
-class OrderFulfillmentFailed(SagaOutcome):
+class OrderFulfillmentFailed(OrderOutcome):
     error: ErrorText
 
 

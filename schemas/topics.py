@@ -1,11 +1,19 @@
-"""Topic names of the wire contract (DESIGN.md), before any deployment prefix.
+"""Topic names of the order-fulfillment sample (DESIGN.md), before any deployment prefix.
 
-Every name here is logical; `Topics(prefix)` gives the physical name a worker uses.
+Every name here is logical; `saga_worker.Topics(prefix)` gives the physical name a
+worker uses. The reply and dead-letter topics are the library's, shared by every saga.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from saga_worker import (
+    COMPENSATION_COMPLETED,
+    DEAD_LETTER,
+    REPLY_TOPICS,
+    STEP_COMPLETED,
+    STEP_FAILED,
+    Topics,
+)
 
 ORDER_CREATED = "OrderCreated"
 
@@ -18,14 +26,9 @@ CANCEL_SHIPMENT = "ShippingService.CancelShipment"
 SEND_ORDER_CONFIRMATION = "NotificationService.SendOrderConfirmation"
 SEND_CANCELLATION_NOTICE = "NotificationService.SendCancellationNotice"
 
-STEP_COMPLETED = "SagaStepCompleted"
-STEP_FAILED = "SagaStepFailed"
-COMPENSATION_COMPLETED = "SagaCompensationCompleted"
-
 FULFILLMENT_COMPLETED = "OrderFulfillmentCompleted"
 FULFILLMENT_FAILED = "OrderFulfillmentFailed"
 
-DEAD_LETTER = "saga-worker.dead-letter"
 
 COMMAND_TOPICS: tuple[str, ...] = (
     RESERVE_ITEMS,
@@ -37,7 +40,6 @@ COMMAND_TOPICS: tuple[str, ...] = (
     SEND_ORDER_CONFIRMATION,
     SEND_CANCELLATION_NOTICE,
 )
-REPLY_TOPICS: tuple[str, ...] = (STEP_COMPLETED, STEP_FAILED, COMPENSATION_COMPLETED)
 OUTCOME_TOPICS: tuple[str, ...] = (FULFILLMENT_COMPLETED, FULFILLMENT_FAILED)
 ALL_TOPICS: tuple[str, ...] = (
     ORDER_CREATED,
@@ -47,17 +49,25 @@ ALL_TOPICS: tuple[str, ...] = (
     DEAD_LETTER,
 )
 
-
-@dataclass(frozen=True)
-class Topics:
-    """Maps logical topic names to physical ones under a deployment prefix."""
-
-    prefix: str = ""
-
-    def physical(self, logical: str) -> str:
-        return f"{self.prefix}{logical}"
-
-    def logical(self, physical: str) -> str:
-        if self.prefix and not physical.startswith(self.prefix):
-            raise ValueError(f"topic {physical!r} lacks the prefix {self.prefix!r}")
-        return physical[len(self.prefix) :]
+__all__ = [
+    "ALL_TOPICS",
+    "CANCEL_SHIPMENT",
+    "COMMAND_TOPICS",
+    "COMPENSATION_COMPLETED",
+    "CREATE_SHIPMENT",
+    "DEAD_LETTER",
+    "FULFILLMENT_COMPLETED",
+    "FULFILLMENT_FAILED",
+    "ORDER_CREATED",
+    "OUTCOME_TOPICS",
+    "PROCESS_PAYMENT",
+    "REFUND_PAYMENT",
+    "RELEASE_RESERVATION",
+    "REPLY_TOPICS",
+    "RESERVE_ITEMS",
+    "SEND_CANCELLATION_NOTICE",
+    "SEND_ORDER_CONFIRMATION",
+    "STEP_COMPLETED",
+    "STEP_FAILED",
+    "Topics",
+]

@@ -22,13 +22,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from participants.app import NAMES, saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
+from participants.order_mix import BROKE_CUSTOMER, SCARCE_SKU, plan_orders
+from participants.order_sender import send_orders
 from participants.seed import DEMO_SEED, SeedData, load_seed
-from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import ensure_topics, make_producer
-from saga_worker.order_mix import BROKE_CUSTOMER, SCARCE_SKU, plan_orders
-from saga_worker.order_sender import send_orders
 from saga_worker.settings import Settings, load_settings
 from saga_worker.store import RedisSagaStore
 from saga_worker.worker_processes import WorkerProcess, saga_workers
@@ -156,7 +156,7 @@ async def test_sagas_survive_killed_workers_redis_and_broker(tmp_path: Path) -> 
 
 
 def _workers(settings: Settings, log_dir: Path) -> list[WorkerProcess]:
-    base = saga_workers(settings, log_dir, {"SAGA_LOG_LEVEL": "WARNING"})
+    base = saga_workers(settings, log_dir, NAMES, {"SAGA_LOG_LEVEL": "WARNING"})
     second = WorkerProcess(
         "orchestrator-2", ("orchestrator",), dict(base[0].env), log_dir / "orchestrator-2.log"
     )

@@ -6,14 +6,11 @@ import os
 from datetime import timedelta
 
 from saga_worker.cli import run_worker
-from saga_worker.definition import DefinitionRegistry
 from saga_worker.orchestrator import Orchestrator
-from tests.integration.saga_support import fast_fulfillment
+from tests.integration.saga_support import fast_fulfillment, order_app
 
 if __name__ == "__main__":
     timeout = timedelta(milliseconds=int(os.environ.get("TEST_STEP_TIMEOUT_MS", "800")))
     attempts = int(os.environ.get("TEST_STEP_ATTEMPTS", "2"))
     definition = fast_fulfillment(timeout, attempts)
-    run_worker(
-        lambda s: Orchestrator(s, registry=DefinitionRegistry([definition]), definition=definition)
-    )
+    run_worker(None, lambda _app, settings: Orchestrator(settings, order_app(definition)))

@@ -19,23 +19,25 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from participants.definition import Participant
+from participants.app import saga_id_for_order
 from participants.inventory import INVENTORY
-from participants.knobs import Knobs
 from participants.notification import NOTIFICATION
+from participants.order_fulfillment import ORDER_FULFILLMENT
 from participants.payment import PAYMENT
-from participants.runtime import ParticipantWorker
 from participants.shipping import shipping_participant
-from saga_worker.definition import DefinitionRegistry, Parallel, SagaDefinition, Step, StepKind
-from saga_worker.inbound import saga_id_for_order
+from saga_worker import App
+from saga_worker.definition import Parallel, SagaDefinition, Step, StepKind
 from saga_worker.kafka_clients import KafkaConnection, ensure_topics, make_consumer, make_producer
 from saga_worker.orchestrator import Orchestrator
-from saga_worker.order_fulfillment import ORDER_FULFILLMENT
+from saga_worker.participant.definition import Participant
+from saga_worker.participant.knobs import Knobs
+from saga_worker.participant.runtime import ParticipantWorker
 from saga_worker.retry import RetryPolicy
 from saga_worker.settings import Settings, load_settings
 from saga_worker.state import SagaState
 from saga_worker.store import RedisSagaStore
 from saga_worker.worker_processes import settings_env
+from schemas import OrderCreated
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.services import Services
@@ -103,13 +105,20 @@ def order(order_id: str, **changes: Any) -> dict[str, Any]:
     return body
 
 
+def order_app(definition: SagaDefinition = FAST_FULFILLMENT) -> App:
+    """The sample's app, its saga swapped for `definition` (test-sized timeouts)."""
+    app = App("order-fulfillment-under-test")
+    app.saga(
+        definition, start_topic=t.ORDER_CREATED, start_model=OrderCreated, business_key="order_id"
+    )
+    return app
+
+
 @contextlib.asynccontextmanager
 async def running_orchestrator(
     settings: Settings, definition: SagaDefinition = FAST_FULFILLMENT
 ) -> AsyncIterator[Orchestrator]:
-    worker = Orchestrator(
-        settings, registry=DefinitionRegistry([definition]), definition=definition
-    )
+    worker = Orchestrator(settings, order_app(definition))
     task = asyncio.create_task(worker.run())
 
     async def ready() -> bool:
@@ -373,12 +382,15 @@ class Run:
         return orjson.loads(self.out)
 
 
-async def cli(services: Services, prefix: str, *args: str, **env: str) -> Run:
-    """`python -m saga_worker ARGS` in a subprocess, without blocking the test's event loop."""
+async def cli(
+    services: Services, prefix: str, *args: str, module: str = "saga_worker", **env: str
+) -> Run:
+    """`python -m saga_worker ARGS` (or another module: the sample's `participants`) in a
+    subprocess, without blocking the test's event loop."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "saga_worker",
+        module,
         *args,
         cwd=ROOT,
         env={

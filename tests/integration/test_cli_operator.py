@@ -55,7 +55,7 @@ async def test_a_saga_whose_compensation_never_answers_is_listed_retried_and_end
 
         listed = (await cli(services, prefix, "list", "--state", "needs_operator", "--json")).json()
         assert [s["saga_id"] for s in listed["sagas"]] == [stuck.saga_id]
-        assert listed["sagas"][0]["order_id"] == "o-stuck"
+        assert listed["sagas"][0]["business_key"] == "o-stuck"
         assert listed["next_offset"] is None
         table = await cli(services, prefix, "list", "-s", "needs_operator")
         assert stuck.saga_id in table.out
@@ -102,7 +102,7 @@ async def test_abort_compensates_a_saga_waiting_on_a_silent_step(
     refused = await cli(services, prefix, "abort", "o-abort")
     assert "refused: saga is failed" in one_error_line(refused, 1)
     missing = await cli(services, prefix, "abort", "o-nobody")
-    assert one_error_line(missing, 1) == "error: no saga with id or order id 'o-nobody'"
+    assert one_error_line(missing, 1) == "error: no saga with id or business key 'o-nobody'"
 
 
 async def test_show_list_pages_and_stats_of_completed_sagas(
@@ -135,7 +135,7 @@ async def test_show_list_pages_and_stats_of_completed_sagas(
     for expected in ("completed", "StartSaga", "StepSucceeded", "send_confirmation", "+0."):
         assert expected in shown.out
     view = (await cli(services, prefix, "show", "o-2", "--json")).json()
-    assert view["order_id"] == "o-2"
+    assert (view["saga_type"], view["business_key"]) == ("OrderFulfillment", "o-2")
     assert [h["to"] for h in view["history"]][-1] == "completed"
     assert view["history"][0]["after_ms"] == 0
     assert view["steps"]["create_shipment"]["status"] == "succeeded"
@@ -145,12 +145,12 @@ async def test_show_list_pages_and_stats_of_completed_sagas(
     page1, page2 = first.json(), second.json()
     assert page1["next_offset"] == 2
     assert page2["next_offset"] is None
-    assert sorted(s["order_id"] for s in page1["sagas"] + page2["sagas"]) == orders
+    assert sorted(s["business_key"] for s in page1["sagas"] + page2["sagas"]) == orders
     older = await cli(services, prefix, "list", "--older-than", "1h", "--json")
     assert older.json()["sagas"] == []
 
     missing = await cli(services, prefix, "show", "o-404")
-    assert one_error_line(missing, 1) == "error: no saga with id or order id 'o-404'"
+    assert one_error_line(missing, 1) == "error: no saga with id or business key 'o-404'"
 
 
 async def test_dlq_lists_a_bad_record_and_replays_its_original_bytes(

@@ -1,4 +1,4 @@
-"""`saga-worker demo` end to end: separate worker processes, planned failures, a verdict."""
+"""`python -m participants demo` end to end: separate worker processes, planned failures, a verdict."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ def test_the_demo_finishes_every_saga_and_conserves_stock_and_money(
         "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
         "REDIS_URL": services.redis_url,
         "COLUMNS": "200",
+        # The sample runs from the repository; the workers it starts import it too.
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "saga_worker",
+            "participants",
             "demo",
             "--orders",
             "80",

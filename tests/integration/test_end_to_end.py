@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from participants.app import NAMES, saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import DomainSnapshot, snapshot
 from participants.seed import SeedData, load_seed
-from saga_worker.inbound import saga_id_for_order
 from saga_worker.settings import Settings
 from saga_worker.state import SagaState
-from saga_worker.worker_processes import PARTICIPANT_NAMES, WorkerProcess, settings_env
+from saga_worker.worker_processes import WorkerProcess, settings_env
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
     SagaReader,
@@ -94,7 +94,7 @@ async def system(
         ),
         **{
             name: WorkerProcess(name, ("participant", name), env, tmp_path / f"{name}.log")
-            for name in PARTICIPANT_NAMES
+            for name in NAMES
         },
     }
     for worker in workers.values():
@@ -124,6 +124,7 @@ async def test_orders_from_the_cli_complete_or_fail_for_their_reason(
             "--seed",
             "3",
             "--json",
+            module="participants",
         )
         plans = {row["order_id"]: row["plan"] for row in sent.json()}
         finals = {

@@ -14,12 +14,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from participants.app import NAMES, saga_id_for_order
+from participants.order_mix import plan_orders
 from participants.seed import load_seed
-from saga_worker.inbound import saga_id_for_order
 from saga_worker.kafka_clients import make_producer
-from saga_worker.order_mix import plan_orders
+from saga_worker.wire import DLQ_ERROR_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC, header_value
 from saga_worker.worker_processes import WorkerProcess, saga_workers
-from schemas import DLQ_ERROR_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
@@ -103,7 +103,7 @@ async def test_hostile_records_are_dead_lettered_and_nothing_else_suffers(
     settings = settings_for(services, prefix, saga_max_message_bytes=LIMIT)
     await prepare_topics(settings)
     seeded = await load_seed(redis_client, prefix)
-    workers = saga_workers(settings, tmp_path, {"SAGA_LOG_LEVEL": "ERROR"})
+    workers = saga_workers(settings, tmp_path, NAMES, {"SAGA_LOG_LEVEL": "ERROR"})
     for worker in workers:
         worker.start()
     try:

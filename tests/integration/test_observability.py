@@ -10,11 +10,11 @@ import orjson
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
+from participants.app import saga_id_for_order
 from participants.inventory import INVENTORY
-from participants.runtime import ParticipantWorker
 from participants.seed import DEMO_SEED, load_seed
-from saga_worker.inbound import saga_id_for_order
-from schemas import TRACEPARENT, header_value
+from saga_worker.participant.runtime import ParticipantWorker
+from saga_worker.wire import TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (

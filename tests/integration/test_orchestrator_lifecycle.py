@@ -8,7 +8,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from saga_worker.inbound import saga_id_for_order
+from participants.app import saga_id_for_order
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
     OrchestratorProcess,

@@ -6,7 +6,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from saga_worker.inbound import saga_id_for_order
+from participants.app import saga_id_for_order
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (

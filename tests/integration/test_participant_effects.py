@@ -7,15 +7,16 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from participants import inspection
-from participants.definition import Participant
-from participants.effects import EffectStore, Pending
 from participants.inventory import INVENTORY
 from participants.notification import NOTIFICATION
 from participants.payment import PAYMENT
-from participants.protocol import Compensated, Completed, Failed, Fault, Settled
 from participants.seed import SeedData, load_seed
 from participants.shipping import shipping_participant, tracking_number
-from schemas import MESSAGE_TYPES, SagaCommand
+from saga_worker.participant.definition import Participant
+from saga_worker.participant.effects import EffectStore, Pending
+from saga_worker.participant.protocol import Compensated, Completed, Failed, Fault, Settled
+from saga_worker.wire import SagaCommand
+from schemas import MESSAGE_TYPES
 from schemas import topics as t
 
 SEED = SeedData(stock={"sku-a": 10, "sku-b": 2}, balances={"alice": 5_000, "bob": 100})

@@ -9,12 +9,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from participants.app import saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
-from participants.knobs import Knobs
 from participants.seed import DEMO_SEED, load_seed
 from saga_worker.errors import StoreUnavailableError
-from saga_worker.inbound import saga_id_for_order
+from saga_worker.participant.knobs import Knobs
 from saga_worker.retry import RetryPolicy
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (

@@ -18,17 +18,17 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from participants import inspection
-from participants.definition import Participant
 from participants.inventory import INVENTORY
-from participants.knobs import CRASH_EXIT_CODE, Knobs
 from participants.notification import NOTIFICATION
 from participants.payment import PAYMENT
-from participants.runtime import ParticipantWorker
 from participants.seed import SeedData, load_seed
 from participants.shipping import shipping_participant
 from saga_worker.kafka_clients import KafkaConnection, make_consumer, make_producer
+from saga_worker.participant.definition import Participant
+from saga_worker.participant.knobs import CRASH_EXIT_CODE, Knobs
+from saga_worker.participant.runtime import ParticipantWorker
 from saga_worker.settings import Settings, load_settings
-from schemas import DLQ_ERROR_CODE, DLQ_SOURCE_TOPIC, TRACEPARENT, header_value
+from saga_worker.wire import DLQ_ERROR_CODE, DLQ_SOURCE_TOPIC, TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import running_participants
@@ -268,7 +268,7 @@ async def test_a_worker_killed_after_its_effect_replies_once_restarted_with_one_
 
     async def start() -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "participants.main", "inventory", cwd=REPO, env=env
+            sys.executable, "-m", "saga_worker", "participant", "inventory", cwd=REPO, env=env
         )
 
     crashed = await start()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from participants.app import app
 from saga_worker.orchestrator import Orchestrator
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import settings_for
@@ -26,7 +27,7 @@ async def test_the_orchestrator_waits_for_redis_then_runs(
     settings = settings_for(services, prefix).model_copy(
         update={"redis_url": SecretStr(f"redis://127.0.0.1:{port}/0")}
     )
-    worker = Orchestrator(settings)
+    worker = Orchestrator(settings, app)
     task = asyncio.create_task(worker.run())
     redis: subprocess.Popen[bytes] | None = None
     try:

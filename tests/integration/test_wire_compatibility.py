@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import redis.asyncio as aioredis
 
+from participants.app import saga_id_for_order
 from participants.inspection import snapshot
 from participants.inventory import INVENTORY
 from participants.notification import NOTIFICATION
 from participants.seed import DEMO_SEED, load_seed
 from participants.shipping import shipping_participant
-from saga_worker.inbound import saga_id_for_order
 from tests.integration.foreign_payment import ForeignPayment
 from tests.integration.saga_support import (
     SagaReader,

@@ -7,8 +7,9 @@ from typing import Any
 import orjson
 
 from benchmarks.passthrough import STEPS, inputs, transform
-from saga_worker.inbound import saga_id_for_order
-from schemas import MESSAGE_TYPES, decode
+from participants.app import saga_id_for_order
+from saga_worker.wire import decode
+from schemas import MESSAGE_TYPES
 from schemas import topics as t
 
 ORDER: dict[str, Any] = {

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from participants.order_fulfillment import ORDER_FULFILLMENT, default_registry
 from saga_worker.definition import (
     DEFAULT_RETRY,
     RETRY_FOREVER,
@@ -16,7 +17,6 @@ from saga_worker.definition import (
     StepKind,
 )
 from saga_worker.errors import DefinitionError, UnknownDefinitionError
-from saga_worker.order_fulfillment import ORDER_FULFILLMENT, default_registry
 from schemas import topics
 
 

@@ -56,7 +56,7 @@ def test_workers_run_the_image_against_kafka_and_redis_once_healthy(
 
 def test_participants_start_after_the_seed_succeeded(services: dict[str, Any]) -> None:
     seed = services["seed"]
-    assert seed["command"] == ["seed"]
+    assert (seed["entrypoint"], seed["command"]) == (["python", "-m", "participants"], ["seed"])
     assert seed["restart"] == "no"
     assert seed["build"]["dockerfile"] == "Dockerfile"
     assert seed["depends_on"]["redis"] == {"condition": "service_healthy"}

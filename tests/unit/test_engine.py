@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from participants.order_fulfillment import COMPENSATION_RETRY, ORDER_FULFILLMENT, STEP_RETRY
 from saga_worker.engine import (
     Decision,
     TimerCancel,
@@ -26,7 +27,6 @@ from saga_worker.events import (
     TimerFired,
 )
 from saga_worker.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
-from saga_worker.order_fulfillment import COMPENSATION_RETRY, ORDER_FULFILLMENT, STEP_RETRY
 from saga_worker.retry import compute_backoff
 from saga_worker.state import SagaState, SagaStatus, StepStatus
 from schemas import topics

@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 import pytest
 
+from participants.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.engine import Decision, TimerSet, decide
 from saga_worker.events import OperatorAbort, OperatorRetry, event_from_dict, event_to_dict
 from saga_worker.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
-from saga_worker.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.state import SagaState, from_ms, to_ms
 
 from .support import ORDER_DATA, RESULTS

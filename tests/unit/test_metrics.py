@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from participants.protocol import Compensated, Completed, Failed
-from participants.runtime import outcome_label
+from participants.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.engine import RETRY, decide, timer_id
 from saga_worker.events import (
     CompensationSucceeded,
@@ -16,7 +15,8 @@ from saga_worker.events import (
     TimerFired,
 )
 from saga_worker.metrics import OrchestratorMetrics, ParticipantMetrics
-from saga_worker.order_fulfillment import ORDER_FULFILLMENT
+from saga_worker.participant.protocol import Compensated, Completed, Failed
+from saga_worker.participant.runtime import outcome_label
 from saga_worker.state import SagaState
 from tests.unit.support import ORDER_DATA
 

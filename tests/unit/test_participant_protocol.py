@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
-from participants.effects import compose_script
 from participants.inventory import INVENTORY
-from participants.keys import ParticipantKeys
-from participants.protocol import (
+from saga_worker import ParticipantKeys
+from saga_worker.participant.effects import compose_script
+from saga_worker.participant.protocol import (
     Apply,
     Compensated,
     Completed,
@@ -25,14 +25,14 @@ from participants.protocol import (
     reply_message_id,
     script_args,
 )
-from schemas import (
-    ReserveItems,
+from saga_worker.wire import (
     SagaCompensationCompleted,
     SagaStepCompleted,
     SagaStepFailed,
     decode,
     encode,
 )
+from schemas import ReserveItems
 from schemas import topics as t
 
 BODY: dict[str, Any] = {

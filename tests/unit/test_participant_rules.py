@@ -6,15 +6,12 @@ from typing import Any
 
 import pytest
 
+from participants.app import NAMES, app
 from participants.conservation import conservation_violations
-from participants.errors import InvalidKnobError, UnknownParticipantError
 from participants.inspection import Charge, DomainSnapshot, Notice, Shipment
 from participants.inventory import prepare_reserve
-from participants.knobs import FaultInjector, Knobs
 from participants.notification import prepare_cancellation, prepare_confirmation
 from participants.payment import MAX_AMOUNT, prepare_charge
-from participants.protocol import Apply, Refuse
-from participants.registry import NAMES, build_participant
 from participants.seed import DEMO_SEED, SeedData
 from participants.shipping import (
     DEFAULT_COUNTRIES,
@@ -22,6 +19,9 @@ from participants.shipping import (
     shipping_participant,
     tracking_number,
 )
+from saga_worker.errors import InvalidKnobError, UnknownParticipantError
+from saga_worker.participant.knobs import FaultInjector, Knobs
+from saga_worker.participant.protocol import Apply, Refuse
 from schemas import (
     CreateShipment,
     ProcessPayment,
@@ -155,9 +155,9 @@ def test_fault_draws_are_reproducible_from_the_seed() -> None:
 
 
 def test_every_participant_is_registered_by_name() -> None:
-    assert [build_participant(name, {}).name for name in NAMES] == list(NAMES)
+    assert [app.build_participant(name).name for name in NAMES] == list(NAMES)
     with pytest.raises(UnknownParticipantError):
-        build_participant("billing", {})
+        app.build_participant("billing")
 
 
 def test_the_demo_seed_prices_every_stocked_sku() -> None:

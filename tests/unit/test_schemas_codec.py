@@ -9,25 +9,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import (
+from saga_worker.wire import (
     CORRELATION_ID,
     MESSAGE_TYPE,
-    MESSAGE_TYPES,
     TRACEPARENT,
     DecodeError,
     DecodeErrorCode,
-    OrderCreated,
-    ReserveItems,
     SagaStepCompleted,
     SagaStepFailed,
     WireMessage,
     decode,
-    decode_for_topic,
     encode,
     header_value,
     make_headers,
-    topics,
 )
+from schemas import MESSAGE_TYPES, OrderCreated, ReserveItems, topics
 from tests.unit.test_schemas_messages import ORDER, STEP, minimal_body
 
 
@@ -36,6 +32,10 @@ def nested(depth: int) -> Any:
     for _ in range(depth - 1):
         value = {"n": value}
     return value
+
+
+def decode_for_topic(topic: str, data: bytes) -> WireMessage:
+    return decode(MESSAGE_TYPES[topic], data)
 
 
 @pytest.mark.parametrize("topic", sorted(MESSAGE_TYPES))

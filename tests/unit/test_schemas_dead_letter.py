@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas import (
+from saga_worker.wire import (
     DLQ_REASON,
     TRACEPARENT,
     DeadLetterRecord,

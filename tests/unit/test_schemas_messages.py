@@ -7,22 +7,25 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from saga_worker.wire import (
+    CompensationCommand,
+    SagaCommand,
+    SagaCompensationCompleted,
+    SagaStepCompleted,
+    SagaStepFailed,
+)
+from saga_worker.wire.fields import MAX_ERROR_CHARS
+from schemas.fields import MAX_MINOR_UNITS
 from schemas import (
     MESSAGE_TYPES,
     CancelShipment,
-    CompensationCommand,
     OrderCreated,
     OrderItem,
     ProcessPayment,
     RefundPayment,
     ReleaseReservation,
-    SagaCommand,
-    SagaCompensationCompleted,
-    SagaStepCompleted,
-    SagaStepFailed,
     topics,
 )
-from schemas.fields import MAX_ERROR_CHARS, MAX_MINOR_UNITS
 
 ORDER: dict[str, Any] = {
     "order_id": "order-1",

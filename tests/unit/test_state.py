@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from participants.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.errors import InvalidTransitionError, StateError
 from saga_worker.harness import Fail, SagaHarness, StepScript, Succeed
-from saga_worker.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.state import (
     TERMINAL,
     TRANSITIONS,

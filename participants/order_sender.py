@@ -10,11 +10,9 @@ from datetime import datetime
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from saga_worker.clock import utcnow
-from saga_worker.order_mix import PlannedOrder
-from schemas import make_headers
+from participants.order_mix import PlannedOrder
+from saga_worker import Topics, make_headers, utcnow
 from schemas import topics as t
-from schemas.topics import Topics
 
 TICK_S = 0.02
 

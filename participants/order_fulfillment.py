@@ -25,13 +25,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from saga_worker.definition import (
-    DefinitionRegistry,
-    SagaDefinition,
-    Step,
-    StepKind,
-)
-from saga_worker.retry import RetryPolicy
+from saga_worker import DefinitionRegistry, RetryPolicy, SagaDefinition, Step, StepKind
 from schemas import topics
 
 STEP_TIMEOUT = timedelta(seconds=10)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.codec import DecodeError, Headers, describe_validation_error
+from saga_worker.wire.codec import DecodeError, Headers, describe_validation_error
 
 DLQ_PREFIX = "dlq."
 DLQ_SOURCE_TOPIC = "dlq.source_topic"  # physical topic the record was read from

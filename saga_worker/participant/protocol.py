@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from pydantic import JsonValue
 
-from schemas import (
+from saga_worker.wire import (
     SCHEMA_VERSION,
     SagaCommand,
     SagaCompensationCompleted,
@@ -36,7 +36,7 @@ from schemas import (
     SagaStepCompleted,
     SagaStepFailed,
 )
-from schemas import topics as t
+from saga_worker.wire import topics as t
 
 JsonObject = dict[str, JsonValue]
 MAX_ID_CHARS = 128  # schemas.fields.Identifier

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import ValidationError
 
-from schemas.messages import MESSAGE_TYPES, WireMessage
+from saga_worker.wire.messages import WireMessage
 
 M = TypeVar("M", bound=WireMessage)
 
@@ -74,11 +74,6 @@ def decode(
         raise DecodeError("invalid", describe_validation_error(exc)) from exc
 
 
-def decode_for_topic(logical_topic: str, data: bytes | None) -> WireMessage:
-    """Decode a body read from `logical_topic`; KeyError if the topic carries no model."""
-    return decode(MESSAGE_TYPES[logical_topic], data)
-
-
 def _depth_exceeds(value: dict[str, Any], max_depth: int) -> bool:
     # Level by level rather than recursively, so depth cannot exhaust the Python stack.
     level: list[dict[str, Any] | list[Any]] = [value]
@@ -109,7 +104,7 @@ Headers = list[tuple[str, bytes]]
 
 TRACEPARENT = "traceparent"  # W3C trace context
 MESSAGE_TYPE = "message_type"  # the logical topic the body was written for
-CORRELATION_ID = "correlation_id"  # the saga id, or the order id before a saga exists
+CORRELATION_ID = "correlation_id"  # the saga id, or the business key before a saga exists
 
 
 def make_headers(message_type: str, correlation_id: str, traceparent: str | None = None) -> Headers:

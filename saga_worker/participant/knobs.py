@@ -31,7 +31,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from participants.errors import InvalidKnobError
+from saga_worker.errors import InvalidKnobError
 
 CRASH_EXIT_CODE = 70
 SHARED_SEED_ENV = "SAGA_PARTICIPANT_SEED"

@@ -6,7 +6,8 @@ Writing a participant means writing these, not plumbing:
         name="inventory",
         routes={RESERVE_ITEMS: Route(ReserveItems, Kind.ACTION, prepare_reserve),
                 RELEASE_RESERVATION: Route(ReleaseReservation, Kind.COMPENSATION)},
-        lua="inventory.lua",             # apply(args, effect_json), undo(effect, effect_json)
+        script=Path(__file__).parent / "lua/inventory.lua",
+                                         # apply(args, effect_json), undo(effect, effect_json)
         domain_keys=lambda prefix: ...,  # KEYS[3..] of the script, under one hash tag
     )
 
@@ -21,10 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from participants.protocol import Apply, Kind, Verdict
-from schemas import SagaCommand
+from saga_worker.participant.protocol import Apply, Kind, Verdict
+from saga_worker.wire import SagaCommand
 
 C = TypeVar("C", bound=SagaCommand)
 
@@ -45,8 +47,13 @@ class Route(Generic[C]):
 class Participant:
     name: str
     routes: Mapping[str, Route[Any]]  # by logical topic
-    lua: str  # file name of the domain body under participants/lua
+    # The Lua domain body: a Path is read from that file (anywhere: the user's own
+    # package, not ours), a str is the Lua text itself.
+    script: Path | str
     domain_keys: Callable[[str], tuple[str, ...]]  # key prefix -> KEYS[3..]
+
+    def script_text(self) -> str:
+        return self.script.read_text() if isinstance(self.script, Path) else self.script
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -25,19 +25,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from participants.app import NAMES, saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
+from participants.order_mix import Plan, PlannedOrder, plan_orders
+from participants.order_sender import send_orders
 from participants.seed import load_seed
-from saga_worker.cleanup import discard
-from saga_worker.inbound import saga_id_for_order
-from saga_worker.kafka_clients import ensure_topics, make_producer
-from saga_worker.order_mix import Plan, PlannedOrder, plan_orders
-from saga_worker.order_sender import send_orders
-from saga_worker.settings import Settings
-from saga_worker.state import SagaState, SagaStatus
-from saga_worker.store import RedisSagaStore
-from saga_worker.worker_processes import (
+from saga_worker import (
+    RedisSagaStore,
+    SagaState,
+    SagaStatus,
+    Settings,
     WorkerProcess,
+    discard,
+    ensure_topics,
+    make_producer,
     saga_workers,
     until_ready,
     with_health_ports,
@@ -71,6 +73,7 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
         saga_workers(
             settings,
             log_dir,
+            NAMES,
             {
                 "SAGA_SHIPPING_HANG_RATE": str(options.hang_share),
                 "SAGA_PARTICIPANT_SEED": str(options.seed),

@@ -3,15 +3,20 @@
 Per batch:
 1. decode each record with its topic's model; a record that cannot be decoded
    becomes a dead letter (original bytes, `dlq.*` headers);
-2. turn each command into a verdict: the route's pure `prepare`, unless a knob
-   injects a fault;
-3. settle every command in ONE pipelined Redis round trip (participants.effects),
-   each command atomically: its effect, its effect record and its stored outcome;
-4. (fault injection: maybe die here, effects recorded, nothing replied);
+2. turn each command into a verdict: the route's pure `prepare` (a handler
+   participant: Apply, call the handler), unless a knob injects a fault;
+3. settle the batch through the participant's `Settler`: a script participant's
+   in ONE pipelined Redis round trip (participant.effects), each command
+   atomically: its effect, its effect record and its stored outcome; a handler
+   participant's in two, one to read the stored outcomes and one to store the
+   new ones, with the handlers called in between (participant.handler_store);
+4. (fault injection: maybe die here, outcomes recorded, nothing replied);
 5. send every reply (keyed by saga_id, `traceparent` carried over) and dead letter,
    and wait until Kafka acknowledged all of them;
 then the ConsumerLoop commits the batch's offsets. A crash before the commit
-replays the batch; the stored outcomes answer it again, with no second effect.
+replays the batch; the stored outcomes answer it again, with no second effect
+(for a handler participant: no second call, unless the crash came between the
+call and the store, and then with the same idempotency key).
 """
 
 from __future__ import annotations
@@ -26,10 +31,19 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from participants.definition import Participant, Route
-from participants.effects import EffectStore, Pending
-from participants.knobs import CRASH_EXIT_CODE, FaultInjector, Knobs
-from participants.protocol import (
+from saga_worker.consumer_loop import ConsumerLoop, Record
+from saga_worker.dead_letters import DeadLetter
+from saga_worker.dependencies import wait_for_dependencies
+from saga_worker.health import HealthServer
+from saga_worker.kafka_clients import make_consumer, make_producer
+from saga_worker.metrics import ParticipantMetrics
+from saga_worker.participant.definition import Participant, Route
+from saga_worker.participant.effects import EffectStore, Pending, Settler
+from saga_worker.participant.handler_store import HandlerStore, RedisStepRecords
+from saga_worker.participant.handlers import Handler, HandlerParticipant
+from saga_worker.participant.knobs import CRASH_EXIT_CODE, FaultInjector, Knobs
+from saga_worker.participant.protocol import (
+    Apply,
     Compensated,
     Completed,
     Fault,
@@ -40,16 +54,10 @@ from participants.protocol import (
     Verdict,
     build_reply,
 )
-from saga_worker.consumer_loop import ConsumerLoop, Record
-from saga_worker.dead_letters import DeadLetter
-from saga_worker.dependencies import wait_for_dependencies
-from saga_worker.health import HealthServer
-from saga_worker.kafka_clients import make_consumer, make_producer
-from saga_worker.metrics import ParticipantMetrics
 from saga_worker.publisher import Publisher
 from saga_worker.settings import Settings
 from saga_worker.tracing import configure_tracing
-from schemas import (
+from saga_worker.wire import (
     TRACEPARENT,
     DecodeError,
     SagaCommand,
@@ -58,14 +66,17 @@ from schemas import (
     header_value,
     make_headers,
 )
-from schemas import topics as t
+from saga_worker.wire import topics as t
 
 log = logging.getLogger(__name__)
 
 
 class ParticipantWorker:
     def __init__(
-        self, participant: Participant, settings: Settings, knobs: Knobs | None = None
+        self,
+        participant: Participant | HandlerParticipant,
+        settings: Settings,
+        knobs: Knobs | None = None,
     ) -> None:
         self.participant = participant
         self._settings = settings
@@ -78,7 +89,7 @@ class ParticipantWorker:
         self.metrics = ParticipantMetrics(self.worker, participant.name)
         self.health: HealthServer | None = None
         self._tracer = configure_tracing(f"saga-worker-{self.worker}")
-        self._store: EffectStore  # set by run()
+        self._store: Settler  # set by run()
         self._producer: AIOKafkaProducer  # set by run()
         self._publisher: Publisher  # set by run()
 
@@ -129,9 +140,7 @@ class ParticipantWorker:
             instance_id=s.saga_instance_id,
         )
         retention_ms = int(s.retention.total_seconds() * 1000)
-        self._store = EffectStore(
-            redis, self.participant, s.saga_key_prefix, retention_ms=retention_ms
-        )
+        self._store = settler_for(self.participant, redis, s.saga_key_prefix, retention_ms)
         self._producer = producer
         self._publisher = Publisher(producer, self._topics, self.worker)
         loop = ConsumerLoop(
@@ -236,11 +245,13 @@ class ParticipantWorker:
             return None  # fault injection: a hung downstream neither acts nor answers
         return Pending(command, logical, route.kind, self._verdict(route, command))
 
-    def _verdict(self, route: Route[Any], command: SagaCommand) -> Verdict:
+    def _verdict(self, route: Route[Any] | Handler[Any], command: SagaCommand) -> Verdict:
         if self._faults.error():
             return Fault("injected_error", "injected unexpected error")
         if route.kind is Kind.ACTION and self._faults.business_failure():
             return Refuse("injected_failure", "injected business failure")
+        if isinstance(route, Handler):
+            return Apply()  # call the handler, when the store has no answer
         try:
             verdict: Verdict = route.prepare(command)
         except Exception as exc:  # a bug in a handler must not stop the others
@@ -274,6 +285,19 @@ class ParticipantWorker:
             headers=make_headers(topic, command.saga_id, traceparent),
         )
         return fut
+
+
+def settler_for(
+    participant: Participant | HandlerParticipant,
+    redis: Redis,
+    key_prefix: str,
+    retention_ms: int,
+) -> Settler:
+    """The store that settles this kind of participant's batches."""
+    if isinstance(participant, HandlerParticipant):
+        records = RedisStepRecords(redis, retention_ms=retention_ms)
+        return HandlerStore(participant, records, key_prefix)
+    return EffectStore(redis, participant, key_prefix, retention_ms=retention_ms)
 
 
 def outcome_label(outcome: Outcome) -> str:

@@ -4,6 +4,9 @@
 script call per command, in batch order (so one saga's commands keep their
 order). Each call is atomic: the domain effect, the step's effect record and the
 command's stored outcome are written together or not at all.
+
+`Settler` is the seam the worker settles a batch through: `EffectStore` for script
+participants, `handler_store.HandlerStore` for handler participants.
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from participants.definition import Participant
-from participants.errors import EffectStoreUnavailableError
-from participants.keys import ParticipantKeys
-from participants.protocol import (
+from saga_worker.errors import EffectStoreUnavailableError
+from saga_worker.participant.definition import Participant
+from saga_worker.participant.keys import ParticipantKeys
+from saga_worker.participant.protocol import (
     Fault,
     Kind,
     Settled,
@@ -29,12 +33,16 @@ from participants.protocol import (
     parse_settled,
     script_args,
 )
-from schemas import SagaCommand
+from saga_worker.wire import SagaCommand
+
+# Redis did not answer: the batch is tried again (EffectStoreUnavailableError).
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """One decoded command on its way to the store."""
+    """One decoded command on its way to the store. For a handler participant the
+    verdict is Apply() (call the handler) unless a knob injected a Refuse or a Fault."""
 
     command: SagaCommand
     logical_topic: str
@@ -42,13 +50,20 @@ class Pending:
     verdict: Verdict
 
 
-def _lua(name: str) -> str:
-    return resources.files("participants").joinpath(f"lua/{name}").read_text()
+class Settler(Protocol):
+    """Settles a batch: each command's outcome, in batch order, recorded or found in
+    Redis. Raises EffectStoreUnavailableError (retriable) when Redis does not answer."""
+
+    async def settle(self, pending: Sequence[Pending]) -> list[Settled]: ...
+
+
+def lua(name: str) -> str:
+    return resources.files("saga_worker.participant").joinpath(f"lua/{name}").read_text()
 
 
 def compose_script(participant: Participant) -> str:
     """prologue (stored replies, faults) .. the domain body .. epilogue (the protocol)."""
-    return "\n".join((_lua("prologue.lua"), _lua(participant.lua), _lua("epilogue.lua")))
+    return "\n".join((lua("prologue.lua"), participant.script_text(), lua("epilogue.lua")))
 
 
 class EffectStore:
@@ -75,12 +90,12 @@ class EffectStore:
                     args = script_args(p.kind, p.verdict, self._retention_ms)
                     await self._script(keys=keys, args=args, client=pipe)
                 raw = await pipe.execute(raise_on_error=False)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             raise EffectStoreUnavailableError(f"redis: {exc}") from exc
-        return [_settled(r) for r in raw]
+        return [settled_from_script(r) for r in raw]
 
 
-def _settled(raw: object) -> Settled:
+def settled_from_script(raw: object) -> Settled:
     if isinstance(raw, ResponseError | RedisError):
         # A script that raised wrote nothing it had not checked; answer retryable.
         return Settled(Fault.from_exception("internal_error", raw).as_failed(), fresh=False)

@@ -1,0 +1,3 @@
+from participants.cli import main
+
+main()

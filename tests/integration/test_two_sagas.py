@@ -1,0 +1,456 @@
+"""Two saga types in one orchestrator, on the real Kafka and Redis: the order-fulfillment
+sample and the trip-booking example (`tests.integration.two_sagas:app`), run side by side,
+then operated with the CLI run for real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
+
+from examples.trip_booking import topics as trip_topics
+from examples.trip_booking.app import GATEWAY, TRIPS
+from examples.trip_booking.bookings import BookingKeys, open_for_booking
+from examples.trip_booking.itineraries import ItineraryKeys
+from examples.trip_booking.messages import TripBooked, TripFailed
+from participants.app import saga_id_for_order
+from participants.seed import load_seed
+from saga_worker import (
+    STEP_COMPLETED,
+    RedisSagaStore,
+    SagaState,
+    Settings,
+    WorkerProcess,
+    make_producer,
+    until_ready,
+    with_health_ports,
+)
+from saga_worker.kafka_admin import kafka_admin
+from saga_worker.kafka_clients import KafkaConnection
+from saga_worker.orchestrator import Orchestrator
+from saga_worker.participant.runtime import ParticipantWorker
+from saga_worker.run import participant_worker
+from saga_worker.worker_processes import settings_env
+from schemas import topics as order_topics
+from tests.eventually import assert_eventually
+from tests.integration.saga_support import (
+    Run,
+    cli,
+    one_error_line,
+    order,
+    send_orders,
+    settings_for,
+)
+from tests.integration.two_sagas import app
+from tests.services import Services
+
+APP = "tests.integration.two_sagas:app"
+FLIGHT = "LH1234-2025-06-01"
+HOTEL = "hotel-alpenrose"
+AMOUNT = 84_900
+TRIP_TOPICS = [v for k, v in vars(trip_topics).items() if k.isupper()]
+ORDER_PARTICIPANTS = ("inventory", "payment", "shipping", "notification")
+
+
+def trip(trip_id: str, card: str = "tok_visa", email: str = "ada@example.org") -> dict[str, Any]:
+    return {
+        "trip_id": trip_id,
+        "traveller": {"name": "Ada Lovelace", "email": email},
+        "flight": FLIGHT,
+        "hotel": HOTEL,
+        "amount": AMOUNT,
+        "currency": "EUR",
+        "card": card,
+    }
+
+
+def an_order(order_id: str, payment_method: str = "card") -> dict[str, Any]:
+    return order(
+        order_id,
+        customer_id="cust-001",
+        items=[{"sku": "sku-espresso-beans", "quantity": 1, "unit_price": 2490}],
+        payment_method=payment_method,
+        shipping_address={
+            "line1": "1 Rue X",
+            "city": "Lyon",
+            "postal_code": "69001",
+            "country": "FR",
+        },
+    )
+
+
+async def send_trips(conn: KafkaConnection, prefix: str, bodies: list[dict[str, Any]]) -> None:
+    producer = make_producer(conn)
+    await producer.start()
+    try:
+        for body in bodies:
+            await producer.send_and_wait(
+                prefix + trip_topics.TRIP_REQUESTED,
+                orjson.dumps(body),
+                key=body["trip_id"].encode(),
+            )
+    finally:
+        await producer.stop()
+
+
+# -- the workers ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, logs: Path, *commands: tuple[str, ...]
+) -> AsyncIterator[list[WorkerProcess]]:
+    """Processes started and ready (`until_ready`), stopped (SIGTERM) at the end."""
+    env = settings_env(settings)
+    workers = with_health_ports(
+        [WorkerProcess(c[-1], (*c, "--app", APP), env, logs / f"{c[-1]}.log") for c in commands]
+    )
+    try:
+        for worker in workers:
+            worker.start()
+        try:
+            await until_ready(workers, within_s=60)
+        except RuntimeError as exc:
+            tails = "\n".join(w.log.read_text()[-2000:] for w in workers if w.log.exists())
+            raise AssertionError(f"{exc}\n{tails}") from exc
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def in_process(settings: Settings, *names: str) -> AsyncIterator[list[ParticipantWorker]]:
+    """Participants of the app in this process (so the test can look at the card gateway)."""
+    workers = [participant_worker(app, name, settings) for name in names]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+
+    async def all_started() -> bool:
+        for task in tasks:
+            if task.done():
+                task.result()  # a worker that died while starting: its error, not a timeout
+        return all(w.ready for w in workers)
+
+    try:
+        await assert_eventually(all_started, within=30, message="participants started")
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+
+
+@contextlib.asynccontextmanager
+async def orchestrating(settings: Settings) -> AsyncIterator[Orchestrator]:
+    worker = Orchestrator(settings, app)
+    task = asyncio.create_task(worker.run())
+
+    async def started() -> bool:
+        if task.done():
+            task.result()
+        return worker.ready
+
+    try:
+        await assert_eventually(started, within=30, message="orchestrator ready")
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=30)
+
+
+# -- looking at the outcome ---------------------------------------------------------------------
+
+
+class Sagas:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.store = RedisSagaStore(redis, settings.keys)
+
+    async def state(self, saga_id: str) -> SagaState | None:
+        return (await self.store.load({saga_id: []}))[saga_id].state
+
+    async def wait(self, saga_id: str, status: str, within: float = 30) -> SagaState:
+        found = await assert_eventually(
+            lambda: self.state(saga_id),
+            lambda s: s is not None and s.status.value == status,
+            within=within,
+            message=f"saga {saga_id} {status}",
+        )
+        assert found is not None
+        return found
+
+
+async def left(redis: Redis, prefix: str) -> tuple[int, int]:
+    """Seats left on FLIGHT and rooms left in HOTEL."""
+    k = BookingKeys.under(prefix)
+    seats, rooms = await redis.hget(k.seats, FLIGHT), await redis.hget(k.rooms, HOTEL)
+    return int(seats or -1), int(rooms or -1)
+
+
+async def records(
+    conn: KafkaConnection,
+    topic: str,
+    wanted: Callable[[dict[str, Any]], bool],
+    *,
+    expect: int,
+    within: float = 20,
+) -> list[bytes]:
+    """The values of `topic`, from the beginning, whose JSON body is `wanted`: at least `expect`."""
+    consumer = AIOKafkaConsumer(
+        topic, **conn.options(), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    found: list[bytes] = []
+    try:
+
+        async def more() -> int:
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                found.extend(r.value for r in recs if r.value and wanted(orjson.loads(r.value)))
+            return len(found)
+
+        await assert_eventually(more, lambda n: n >= expect, within=within, interval=0)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def reproduce(conn: KafkaConnection, topic: str, value: bytes, key: str, times: int) -> None:
+    producer: AIOKafkaProducer = make_producer(conn)
+    await producer.start()
+    try:
+        for _ in range(times):
+            await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def topics_in_kafka(conn: KafkaConnection) -> set[str]:
+    async with kafka_admin(conn) as admin:
+        return set(await admin.list_topics())
+
+
+def lag_of(report: Any, settings: Settings) -> dict[str, tuple[int, int]]:
+    """(lag, committed partitions) per role of the app's workers, from `stats --json`."""
+    prefix = settings.group_id("")
+    return {
+        g["group"].removeprefix(prefix): (g["lag"], g["committed_partitions"])
+        for g in report["lag"]
+    }
+
+
+# -- the tests ------------------------------------------------------------------------------------
+
+
+async def test_trips_and_orders_complete_and_compensate_side_by_side_in_one_orchestrator(
+    services: Services, prefix: str, redis_client: Redis, tmp_path: Path
+) -> None:
+    settings = settings_for(services, prefix)
+    sagas = Sagas(redis_client, settings)
+    await load_seed(redis_client, prefix)
+    await open_for_booking(redis_client, prefix, seats={FLIGHT: 10}, rooms={HOTEL: 10})
+    booked, declined = f"{prefix}trip-booked", f"{prefix}trip-declined"
+    booked_id, declined_id = TRIPS.saga_id(booked), TRIPS.saga_id(declined)
+    charge_key = f"{booked_id}/charge_card"
+
+    async with running(settings, tmp_path, ("orchestrator",)):
+        # Nobody else has touched this prefix: the orchestrator made every topic of the app.
+        made = await topics_in_kafka(settings.kafka)
+        assert {prefix + name for name in TRIP_TOPICS} <= made
+        assert prefix + order_topics.ORDER_CREATED in made
+
+        async with (
+            running(settings, tmp_path, ("participant", "bookings")),
+            in_process(settings, *ORDER_PARTICIPANTS, "cards", "itineraries"),
+        ):
+            await send_trips(
+                settings.kafka, prefix, [trip(booked), trip(declined, card="tok_declined")]
+            )
+            await send_orders(
+                settings.kafka,
+                prefix,
+                [an_order(f"{prefix}o-ok"), an_order(f"{prefix}o-declined", "declined_card")],
+            )
+            await sagas.wait(booked_id, "completed")
+            failed = await sagas.wait(declined_id, "failed")
+            await sagas.wait(saga_id_for_order(f"{prefix}o-ok"), "completed")
+            await sagas.wait(saga_id_for_order(f"{prefix}o-declined"), "failed")
+
+            # The declined trip gave its seat and room back; the booked one holds one each.
+            assert await left(redis_client, prefix) == (9, 9)
+            assert await redis_client.hkeys(BookingKeys.under(prefix).booked) in (
+                [f"{booked_id}/flight".encode(), f"{booked_id}/hotel".encode()],
+                [f"{booked_id}/hotel".encode(), f"{booked_id}/flight".encode()],
+            )
+            assert {n: s.status.value for n, s in failed.steps.items()} == {
+                "book_flight": "compensated",
+                "book_hotel": "compensated",
+                "charge_card": "failed",
+            }
+            assert "declined" in (failed.error or "")
+            assert await redis_client.hexists(ItineraryKeys.under(prefix).sent, booked)
+            assert GATEWAY.charges[charge_key].amount == AMOUNT
+            assert f"{declined_id}/charge_card" not in GATEWAY.charges
+
+            # The charge command, delivered twice more with the same command_id: answered
+            # from the store, the same reply byte for byte, and the gateway not called again.
+            charge_topic = prefix + trip_topics.CHARGE_CARD
+            (command,) = await records(
+                settings.kafka, charge_topic, lambda c: c["saga_id"] == booked_id, expect=1
+            )
+            await reproduce(settings.kafka, charge_topic, command, booked_id, times=2)
+            cid = orjson.loads(command)["command_id"]
+            replies = await records(
+                settings.kafka,
+                prefix + STEP_COMPLETED,
+                lambda r: r.get("command_id") == cid,
+                expect=3,
+            )
+            assert len(set(replies)) == 1
+            assert GATEWAY.charge_calls[charge_key] == 1
+            assert len([k for k in GATEWAY.charges if k.startswith(booked_id)]) == 1
+
+            (done,) = await records(
+                settings.kafka, prefix + trip_topics.TRIP_BOOKED, lambda _: True, expect=1
+            )
+            (lost,) = await records(
+                settings.kafka, prefix + trip_topics.TRIP_FAILED, lambda _: True, expect=1
+            )
+            assert TripBooked.model_validate_json(done).trip_id == booked
+            assert TripFailed.model_validate_json(lost).trip_id == declined
+
+            # The CLI, on the same app: every group of it caught up, orchestrator and
+            # each participant, trips' and orders' alike.
+            stats = await assert_eventually(
+                lambda: _json(services, prefix, "stats", "--json", "--app", APP),
+                lambda r: all(lag == 0 for lag, _ in lag_of(r, settings).values()),
+                within=30,
+                message="every group of the app caught up",
+            )
+            roles = ["orchestrator", *(f"participant.{n}" for n in app.participant_names)]
+            assert sorted(lag_of(stats, settings)) == sorted(roles)
+            assert all(committed > 0 for _, committed in lag_of(stats, settings).values())
+            assert GATEWAY.charge_calls[charge_key] == 1  # still, with the cards group caught up
+
+    await _operator_views(services, prefix, booked, booked_id, declined_id)
+
+
+async def _operator_views(
+    services: Services, prefix: str, trip_id: str, saga_id: str, other_trip: str
+) -> None:
+    """show (by saga id and trip id), list --type, and show with an app lacking the type."""
+    by_id, by_trip, listed, foreign = await asyncio.gather(
+        cli(services, prefix, "show", saga_id, "--app", APP),
+        _json(services, prefix, "show", trip_id, "--json", "--app", APP),
+        _json(services, prefix, "list", "--type", "TripBooking", "--json", "--app", APP),
+        cli(services, prefix, "show", saga_id, "--app", "participants.app:app"),
+    )
+    assert by_id.code == 0, by_id.err
+    for expected in (saga_id, "completed", "book_flight", "charge_card", "send_itinerary"):
+        assert expected in by_id.out
+    assert by_trip["saga_id"] == saga_id
+    assert by_trip["status"] == "completed"
+    assert by_trip["data"]["trip_id"] == trip_id
+    assert by_trip["steps"]["charge_card"]["status"] == "succeeded"
+    assert sorted(s["saga_id"] for s in listed["sagas"]) == sorted([saga_id, other_trip])
+    assert one_error_line(foreign, 1) == (
+        "error: app 'order-fulfillment' runs no saga 'TripBooking' (it runs: OrderFulfillment)"
+    )
+
+
+async def test_an_operator_aborts_a_trip_stuck_on_the_card_gateway_and_retries_a_bounced_one(
+    services: Services, prefix: str, redis_client: Redis
+) -> None:
+    settings = settings_for(services, prefix)
+    sagas = Sagas(redis_client, settings)
+    await open_for_booking(redis_client, prefix, seats={FLIGHT: 10}, rooms={HOTEL: 10})
+    stuck, bounced = f"{prefix}trip-stuck", f"{prefix}trip-bounced"
+    stuck_id, bounced_id = TRIPS.saga_id(stuck), TRIPS.saga_id(bounced)
+    bounced_set = ItineraryKeys.under(prefix).bounced
+    await redis_client.sadd(bounced_set, "bob@example.org")
+
+    async with orchestrating(settings), in_process(settings, "bookings", "itineraries"):
+        # No cards participant yet: the trip waits on charge_card, bookings held.
+        await send_trips(settings.kafka, prefix, [trip(stuck)])
+        await assert_eventually(
+            lambda: sagas.state(stuck_id),
+            lambda s: s is not None and s.step("charge_card").status.value == "pending",
+            message="waiting on charge_card",
+        )
+        assert await left(redis_client, prefix) == (9, 9)
+
+        aborted = await cli(
+            services, prefix, "abort", stuck, "--reason", "trip called off", "--app", APP
+        )
+        assert aborted.code == 0, aborted.err
+        assert f"aborted saga {stuck_id}: now compensating" in aborted.out
+
+        async with in_process(settings, "cards"):
+            # The charge may have gone through unheard: refunded, then the bookings cancelled.
+            failed = await sagas.wait(stuck_id, "failed")
+            assert "trip called off" in (failed.error or "")
+            assert {n: s.status.value for n, s in failed.steps.items()} == {
+                "book_flight": "compensated",
+                "book_hotel": "compensated",
+                "charge_card": "compensated",
+            }
+            assert await left(redis_client, prefix) == (10, 10)
+            key = f"{stuck_id}/charge_card"
+            assert key not in GATEWAY.charges or key in GATEWAY.refunded
+
+            # The itinerary bounces after the card was charged: an operator, not a refund.
+            await send_trips(settings.kafka, prefix, [trip(bounced, email="bob@example.org")])
+            waiting = await sagas.wait(bounced_id, "needs_operator")
+            assert waiting.step("send_itinerary").status.value == "failed"
+            await redis_client.srem(bounced_set, "bob@example.org")
+            resumed = await cli(services, prefix, "retry", bounced, "--app", APP)
+            assert resumed.code == 0, resumed.err
+            assert f"resumed saga {bounced_id}" in resumed.out
+            await sagas.wait(bounced_id, "completed")
+
+    assert await redis_client.hexists(ItineraryKeys.under(prefix).sent, bounced)
+    assert await left(redis_client, prefix) == (9, 9)
+    assert f"{bounced_id}/charge_card" in GATEWAY.charges
+    assert f"{bounced_id}/charge_card" not in GATEWAY.refunded
+    again = await cli(services, prefix, "abort", bounced, "--app", APP)
+    assert "refused" in one_error_line(again, 1)
+
+
+async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
+    services: Services, prefix: str, redis_client: Redis
+) -> None:
+    settings = settings_for(services, prefix)
+    sagas = Sagas(redis_client, settings)
+    await open_for_booking(redis_client, prefix, seats={FLIGHT: 10}, rooms={HOTEL: 10})
+    trip_id = f"{prefix}trip-retried"
+    saga_id = TRIPS.saga_id(trip_id)
+    key = f"{saga_id}/charge_card"
+
+    async with orchestrating(settings), in_process(settings, "bookings", "cards", "itineraries"):
+        GATEWAY.down = True
+        try:
+            await send_trips(settings.kafka, prefix, [trip(trip_id)])
+            await assert_eventually(
+                lambda: _value(GATEWAY.charge_calls[key]), lambda n: n >= 1, message="first try"
+            )
+        finally:
+            GATEWAY.down = False
+        done = await sagas.wait(saga_id, "completed")
+
+    assert done.step("charge_card").attempt == 2  # the saga retried the transient failure
+    assert GATEWAY.charge_calls[key] == 2
+    assert GATEWAY.charges[key].amount == AMOUNT  # one charge, under the step's key
+
+
+async def _value(value: int) -> int:
+    return value
+
+
+async def _json(services: Services, prefix: str, *args: str) -> Any:
+    run: Run = await cli(services, prefix, *args)
+    return run.json()
