@@ -43,7 +43,10 @@ def load_app_or_exit(spec: str | None, settings: Settings) -> App:
     try:
         return load_app(spec or settings.saga_app)
     except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        named = spec is not None or "saga_app" in settings.model_fields_set
+        hint = "" if named else " (the default, the sample in saga-worker's repository)"
+        usage = "" if named else "; name yours with --app module:object or SAGA_APP"
+        typer.echo(f"error: {exc}{hint}{usage}", err=True)
         raise typer.Exit(2) from exc
 
 

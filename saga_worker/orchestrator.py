@@ -21,19 +21,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga_worker.app import App
 from saga_worker.clock import utcnow
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
-from saga_worker.dependencies import wait_for_dependencies
 from saga_worker.errors import ConfigurationError, StoreUnavailableError, is_transient
 from saga_worker.events import TimerFired
-from saga_worker.health import HealthServer
 from saga_worker.inbound import to_inbound
-from saga_worker.kafka_clients import make_consumer, make_producer
 from saga_worker.metrics import OrchestratorMetrics
 from saga_worker.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
 from saga_worker.publisher import Publisher
@@ -41,6 +37,7 @@ from saga_worker.settings import Settings
 from saga_worker.state import SagaState, SagaStatus
 from saga_worker.store import RedisSagaStore, SagaWrite
 from saga_worker.tracing import configure_tracing
+from saga_worker.worker_shell import Clients, WorkerShell
 
 log = logging.getLogger(__name__)
 
@@ -63,68 +60,53 @@ class Orchestrator:
         self._app = app
         self._registry = app.registry
         self._clock = clock
-        self._stopping = asyncio.Event()
-        self._ready = False
         self._loop: ConsumerLoop | None = None
-        self.health: HealthServer | None = None
         self._publishing: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.metrics = OrchestratorMetrics(WORKER)
         self._tracer = configure_tracing("saga-worker-" + WORKER)
+        self._shell = WorkerShell(
+            settings,
+            worker=WORKER,
+            group_id=settings.group_id(WORKER),
+            topics=[settings.topics.physical(n) for n in app.orchestrator_topics()],
+            metrics=self.metrics.render,
+            live=self._live,
+        )
+        self._stopping = self._shell.stopping
+        self.health = self._shell.health
 
     def stop(self) -> None:
         """Drain the current batch, commit, and return from run()."""
-        self._stopping.set()
+        self._shell.stop()
         if self._loop is not None:
             self._loop.stop()
 
     @property
     def ready(self) -> bool:
-        return self._ready and not self._stopping.is_set()
+        return self._shell.ready
 
     async def run(self) -> None:
+        await self._shell.run(self._run)
+
+    async def _run(self, clients: Clients) -> None:
         s = self._settings
         topics = s.topics
-        redis = self._redis = Redis.from_url(s.redis_url.get_secret_value())
-        if not await wait_for_dependencies(
-            s.kafka,
-            [topics.physical(n) for n in self._app.orchestrator_topics()],
-            partitions=s.saga_partitions,
-            redis=redis,
-            stopping=self._stopping,
-            worker=WORKER,
-        ):
-            await redis.aclose()
-            return
-        producer = make_producer(s.kafka)
-        consumer = make_consumer(
-            s.kafka,
-            group_id=s.group_id(WORKER),
-            max_poll_records=s.saga_batch_size,
-            instance_id=s.saga_instance_id,
-        )
-        store = RedisSagaStore(redis, s.keys, retention=s.retention)
+        self._redis = clients.redis
+        store = RedisSagaStore(clients.redis, s.keys, retention=s.retention)
         self._store = store
         self._processor = SagaProcessor(store, self._registry, self._clock)
-        self._publisher = Publisher(producer, topics, WORKER)
+        self._publisher = Publisher(clients.producer, topics, WORKER)
         self._loop = ConsumerLoop(
-            consumer,
+            clients.consumer,
             [topics.physical(n) for n in self._app.orchestrator_inbound()],
             self._handle_batch,
             max_records=s.saga_batch_size,
         )
-        health = self.health = HealthServer(
-            s.saga_health_host,
-            s.saga_health_port,
-            self._live,
-            lambda: self.ready,
-            metrics=self.metrics.render,
-        )
-        await producer.start()
-        await consumer.start()
-        if s.saga_health_port:
-            await health.start()
         await self._loop.subscribe()
-        self._ready = True
+        if self._stopping.is_set():
+            self._loop.stop()
+        self._shell.mark_ready()
         self._tasks = [
             asyncio.create_task(self._loop.run(), name="consume"),
             asyncio.create_task(
@@ -143,21 +125,15 @@ class Orchestrator:
             for task in done:
                 task.result()  # a loop that died raises here, after a clean stop below
         finally:
-            self._ready = False
             self.stop()
             await self._tasks[0]  # the consumer loop drains and commits its batch
             await self._settle_publishing()
             for task in self._tasks[1:]:
                 task.cancel()
             await asyncio.gather(*self._tasks[1:], return_exceptions=True)
-            await consumer.stop()
-            await producer.stop()
-            await health.stop()
-            await redis.aclose()
-            log.info("orchestrator stopped")
 
     def _live(self) -> bool:
-        return all(not task.done() for task in getattr(self, "_tasks", []))
+        return all(not task.done() for task in self._tasks)
 
     # -- Kafka batches -----------------------------------------------------------------
 

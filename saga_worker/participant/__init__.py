@@ -1,1 +1,2 @@
-"""The participant runtime: exactly-once effects for Redis-script and Python-handler participants."""
+"""The participant runtime: exactly-once effects in Redis for script participants, and
+stored replies with a stable idempotency key per step for Python-handler participants."""

@@ -21,7 +21,11 @@ The runtime stores each reply in Redis under the command's id, so a repeated
 command is answered from the store and the handler runs again only when no
 reply was stored (a crash between the outside call and the store, or a new
 attempt after an error). That is at-least-once toward the outside system: the
-idempotency key is what makes it once.
+idempotency key is what makes it once. A new attempt of a step that succeeded
+gets the stored result without a call; a compensation calls its handler once per
+step, and one that arrives before its action leaves a tombstone: the late action
+is refused (`already_compensated`, not retryable) without a call. The store is
+participant.handler_store.
 """
 
 from __future__ import annotations

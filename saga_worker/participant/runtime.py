@@ -33,9 +33,6 @@ from redis.asyncio import Redis
 
 from saga_worker.consumer_loop import ConsumerLoop, Record
 from saga_worker.dead_letters import DeadLetter
-from saga_worker.dependencies import wait_for_dependencies
-from saga_worker.health import HealthServer
-from saga_worker.kafka_clients import make_consumer, make_producer
 from saga_worker.metrics import ParticipantMetrics
 from saga_worker.participant.definition import Participant, Route
 from saga_worker.participant.effects import EffectStore, Pending, Settler
@@ -67,6 +64,7 @@ from saga_worker.wire import (
     make_headers,
 )
 from saga_worker.wire import topics as t
+from saga_worker.worker_shell import Clients, WorkerShell
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +81,29 @@ class ParticipantWorker:
         self._topics = settings.topics
         self._faults = FaultInjector(knobs or Knobs())
         self.worker = f"participant.{participant.name}"
-        self._stopping = asyncio.Event()
         self._loop: ConsumerLoop | None = None
         self._started = asyncio.Event()
         self.metrics = ParticipantMetrics(self.worker, participant.name)
-        self.health: HealthServer | None = None
         self._tracer = configure_tracing(f"saga-worker-{self.worker}")
         self._store: Settler  # set by run()
         self._producer: AIOKafkaProducer  # set by run()
         self._publisher: Publisher  # set by run()
+        # Alive as long as run() is: a loop that dies ends run() and takes the server down.
+        self._shell = WorkerShell(
+            settings,
+            worker=self.worker,
+            group_id=settings.group_id(self.worker),
+            topics=self.topic_names(),
+            metrics=self.metrics.render,
+        )
+        self._stopping = self._shell.stopping
+        self.health = self._shell.health
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from run()."""
-        self._stopping.set()
+        self._shell.stop()
         if self._loop is not None:
             self._loop.stop()
 
@@ -108,11 +114,11 @@ class ParticipantWorker:
     @property
     def ready(self) -> bool:
         """Joined its group and consuming; false again once stopping."""
-        return self._started.is_set() and not self._stopping.is_set()
+        return self._shell.ready
 
     @property
     def group_id(self) -> str:
-        return self._settings.group_id(self.worker)
+        return self._shell.group_id
 
     def topic_names(self) -> list[str]:
         """Physical names of every topic this worker reads or writes."""
@@ -120,61 +126,28 @@ class ParticipantWorker:
         return [self._topics.physical(name) for name in logical]
 
     async def run(self) -> None:
+        await self._shell.run(self._run)
+
+    async def _run(self, clients: Clients) -> None:
         s = self._settings
-        redis = Redis.from_url(s.redis_url.get_secret_value())
-        if not await wait_for_dependencies(
-            s.kafka,
-            self.topic_names(),
-            partitions=s.saga_partitions,
-            redis=redis,
-            stopping=self._stopping,
-            worker=self.worker,
-        ):
-            await redis.aclose()
-            return
-        producer = make_producer(s.kafka)
-        consumer = make_consumer(
-            s.kafka,
-            group_id=self.group_id,
-            max_poll_records=s.saga_batch_size,
-            instance_id=s.saga_instance_id,
-        )
         retention_ms = int(s.retention.total_seconds() * 1000)
-        self._store = settler_for(self.participant, redis, s.saga_key_prefix, retention_ms)
-        self._producer = producer
-        self._publisher = Publisher(producer, self._topics, self.worker)
+        self._store = settler_for(self.participant, clients.redis, s.saga_key_prefix, retention_ms)
+        self._producer = clients.producer
+        self._publisher = Publisher(clients.producer, self._topics, self.worker)
         loop = ConsumerLoop(
-            consumer,
+            clients.consumer,
             [self._topics.physical(name) for name in self.participant.topics],
             self.handle_batch,
             max_records=s.saga_batch_size,
         )
         self._loop = loop
-        # Alive as long as run() is: a loop that dies ends run() and takes the server down.
-        health = self.health = HealthServer(
-            s.saga_health_host,
-            s.saga_health_port,
-            lambda: True,
-            lambda: self.ready,
-            metrics=self.metrics.render,
-        )
-        try:
-            if s.saga_health_port:
-                await health.start()
-            await producer.start()
-            await consumer.start()
-            await loop.subscribe()
-            if self._stopping.is_set():
-                loop.stop()
-            self._started.set()
-            log.info("participant running", extra={"worker": self.worker, "group": self.group_id})
-            await loop.run()
-        finally:
-            await consumer.stop()
-            await producer.stop()
-            await health.stop()
-            await redis.aclose()
-            log.info("participant stopped", extra={"worker": self.worker})
+        await loop.subscribe()
+        if self._stopping.is_set():
+            loop.stop()
+        self._started.set()
+        self._shell.mark_ready()
+        log.info("participant running", extra={"worker": self.worker, "group": self.group_id})
+        await loop.run()
 
     # -- one batch ---------------------------------------------------------------------
 

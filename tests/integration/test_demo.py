@@ -1,4 +1,4 @@
-"""`python -m participants demo` end to end: separate worker processes, planned failures, a verdict."""
+"""`python -m participants demo` end to end: worker processes, planned failures, a verdict."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from saga_worker.wire import (
     SagaStepFailed,
 )
 from saga_worker.wire.fields import MAX_ERROR_CHARS
-from schemas.fields import MAX_MINOR_UNITS
 from schemas import (
     MESSAGE_TYPES,
     CancelShipment,
@@ -26,6 +25,7 @@ from schemas import (
     ReleaseReservation,
     topics,
 )
+from schemas.fields import MAX_MINOR_UNITS
 
 ORDER: dict[str, Any] = {
     "order_id": "order-1",
