@@ -4,7 +4,8 @@ Start the workers first (they create the topics): `saga-worker all --app
 examples.trip_booking.app:app`. Then see how the trips went with
 `saga-worker list --type TripBooking --app examples.trip_booking.app:app`, or
 `saga-worker show trip-2 --app ...`: trip-2's card is declined, so its flight
-and hotel bookings are cancelled; trip-3 wants the last seat trip-1 took.
+and hotel bookings are cancelled; trip-1 and trip-3 both want the last seat on
+LH1234, so one of them is booked and the other fails and gives its room back.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from tests.integration.saga_support import (
 from tests.integration.two_sagas import app
 from tests.services import Services
 
+ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.integration.two_sagas:app"
 FLIGHT = "LH1234-2025-06-01"
 HOTEL = "hotel-alpenrose"
@@ -102,24 +105,31 @@ async def send_trips(conn: KafkaConnection, prefix: str, bodies: list[dict[str, 
 # -- the workers ------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def running(
-    settings: Settings, logs: Path, *commands: tuple[str, ...]
-) -> AsyncIterator[list[WorkerProcess]]:
-    """Processes started and ready (`until_ready`), stopped (SIGTERM) at the end."""
-    env = settings_env(settings)
-    workers = with_health_ports(
-        [WorkerProcess(c[-1], (*c, "--app", APP), env, logs / f"{c[-1]}.log") for c in commands]
+def two_sagas_process(settings: Settings, logs: Path, *command: str) -> WorkerProcess:
+    """`python -m saga_worker <command> --app tests.integration.two_sagas:app`."""
+    return WorkerProcess(
+        command[-1], (*command, "--app", APP), worker_env(settings), logs / f"{command[-1]}.log"
     )
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """What a worker process reads its settings from; the repository root importable."""
+    return {**settings_env(settings), "PYTHONPATH": str(ROOT)}
+
+
+@contextlib.asynccontextmanager
+async def started(*workers: WorkerProcess) -> AsyncIterator[None]:
+    """Worker processes, ready (`until_ready`), stopped (SIGTERM) at the end."""
+    with_health_ports(list(workers))
     try:
         for worker in workers:
             worker.start()
         try:
-            await until_ready(workers, within_s=60)
+            await until_ready(list(workers), within_s=60)
         except RuntimeError as exc:
             tails = "\n".join(w.log.read_text()[-2000:] for w in workers if w.log.exists())
             raise AssertionError(f"{exc}\n{tails}") from exc
-        yield workers
+        yield
     finally:
         for worker in workers:
             worker.stop()
@@ -151,13 +161,13 @@ async def orchestrating(settings: Settings) -> AsyncIterator[Orchestrator]:
     worker = Orchestrator(settings, app)
     task = asyncio.create_task(worker.run())
 
-    async def started() -> bool:
+    async def ready() -> bool:
         if task.done():
             task.result()
         return worker.ready
 
     try:
-        await assert_eventually(started, within=30, message="orchestrator ready")
+        await assert_eventually(ready, within=30, message="orchestrator ready")
         yield worker
     finally:
         worker.stop()
@@ -258,14 +268,14 @@ async def test_trips_and_orders_complete_and_compensate_side_by_side_in_one_orch
     booked_id, declined_id = TRIPS.saga_id(booked), TRIPS.saga_id(declined)
     charge_key = f"{booked_id}/charge_card"
 
-    async with running(settings, tmp_path, ("orchestrator",)):
+    async with started(two_sagas_process(settings, tmp_path, "orchestrator")):
         # Nobody else has touched this prefix: the orchestrator made every topic of the app.
         made = await topics_in_kafka(settings.kafka)
         assert {prefix + name for name in TRIP_TOPICS} <= made
         assert prefix + order_topics.ORDER_CREATED in made
 
         async with (
-            running(settings, tmp_path, ("participant", "bookings")),
+            started(two_sagas_process(settings, tmp_path, "participant", "bookings")),
             in_process(settings, *ORDER_PARTICIPANTS, "cards", "itineraries"),
         ):
             await send_trips(
@@ -431,13 +441,14 @@ async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
     saga_id = TRIPS.saga_id(trip_id)
     key = f"{saga_id}/charge_card"
 
+    async def charge_calls() -> int:
+        return GATEWAY.charge_calls[key]
+
     async with orchestrating(settings), in_process(settings, "bookings", "cards", "itineraries"):
         GATEWAY.down = True
         try:
             await send_trips(settings.kafka, prefix, [trip(trip_id)])
-            await assert_eventually(
-                lambda: _value(GATEWAY.charge_calls[key]), lambda n: n >= 1, message="first try"
-            )
+            await assert_eventually(charge_calls, lambda n: n >= 1, message="the first try")
         finally:
             GATEWAY.down = False
         done = await sagas.wait(saga_id, "completed")
@@ -447,8 +458,42 @@ async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
     assert GATEWAY.charges[key].amount == AMOUNT  # one charge, under the step's key
 
 
-async def _value(value: int) -> int:
-    return value
+async def test_the_trip_example_runs_on_its_own_as_its_docstring_says(
+    services: Services, prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(services, prefix)
+    trips_app = "examples.trip_booking.app:app"
+    worker = WorkerProcess(
+        "all", ("all", "--app", trips_app), worker_env(settings), tmp_path / "all.log"
+    )
+    async with started(worker):
+        demo = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "examples.trip_booking",
+            cwd=ROOT,
+            env={**os.environ, **worker_env(settings)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(demo.communicate(), timeout=60)
+        assert demo.returncode == 0, err.decode()
+        assert out.decode().splitlines() == [f"requested trip-{n}" for n in (1, 2, 3)]
+        listed = await assert_eventually(
+            lambda: _json(
+                services, prefix, "list", "--type", "TripBooking", "--json", "--app", trips_app
+            ),
+            lambda page: (
+                len(page["sagas"]) == 3
+                and all(s["status"] in ("completed", "failed") for s in page["sagas"])
+            ),
+            within=30,
+            message="three trips finished",
+        )
+
+    ended = {s["business_key"]: s["status"] for s in listed["sagas"]}
+    assert ended["trip-2"] == "failed"
+    assert sorted([ended["trip-1"], ended["trip-3"]]) == ["completed", "failed"]
 
 
 async def _json(services: Services, prefix: str, *args: str) -> Any:

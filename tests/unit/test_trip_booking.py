@@ -3,7 +3,6 @@ against the fake gateway, and the pure parts of its Redis participants."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -249,4 +248,5 @@ def test_the_app_starts_one_saga_per_trip_and_knows_every_topic_and_participant(
     commands = {s.command_topic for s in TRIP_BOOKING.steps.values()}
     compensations = {s.compensation_topic for s in TRIP_BOOKING.steps.values()} - {None}
     assert served == commands | compensations
-    assert timedelta(seconds=10) < TRIP_BOOKING.steps["charge_card"].timeout
+    steps = TRIP_BOOKING.steps
+    assert steps["charge_card"].timeout > steps["book_flight"].timeout  # a gateway is slower
