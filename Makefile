@@ -28,7 +28,7 @@ status: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy saga_worker participants schemas devstack tests benchmarks
+	$(VENV)/bin/mypy saga_worker participants schemas examples devstack tests benchmarks
 
 # Starts Kafka and Redis if they are not running, runs every suite (the chaos suite
 # in its short form) and stops only what it started.

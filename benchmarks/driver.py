@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from participants.order_mix import PlannedOrder, plan_orders
 from participants.order_sender import send_orders
 from participants.seed import SeedData
-from saga_worker.kafka_clients import make_producer
+from saga_worker.runtime.kafka_clients import make_producer
 from saga_worker.settings import Settings
 from saga_worker.wire import make_headers
 from schemas import topics as t

@@ -16,8 +16,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from saga_worker.keys import KeySpace
-from saga_worker.state import TERMINAL, SagaStatus
+from saga_worker.engine.state import TERMINAL, SagaStatus
+from saga_worker.runtime.keys import KeySpace
 
 SAMPLE = 200
 

@@ -21,10 +21,10 @@ from redis.asyncio import Redis
 
 from benchmarks.passthrough import STEPS, command
 from participants.app import saga_id_for_order
-from saga_worker.consumer_loop import Record
-from saga_worker.engine import completed_message_id, failed_message_id
-from saga_worker.kafka_clients import make_consumer, make_producer
-from saga_worker.logs import configure_logging
+from saga_worker.engine.decide import completed_message_id, failed_message_id
+from saga_worker.observability.logs import configure_logging
+from saga_worker.runtime.consumer_loop import Record
+from saga_worker.runtime.kafka_clients import make_consumer, make_producer
 from saga_worker.settings import Settings, load_settings
 from saga_worker.wire import make_headers
 from schemas import topics as t

@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 
 from participants.app import saga_id_for_order
-from saga_worker.consumer_loop import ConsumerLoop, Record
-from saga_worker.engine import command_id, completed_message_id
-from saga_worker.kafka_clients import make_consumer, make_producer
-from saga_worker.logs import configure_logging
+from saga_worker.engine.decide import command_id, completed_message_id
+from saga_worker.observability.logs import configure_logging
+from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
+from saga_worker.runtime.kafka_clients import make_consumer, make_producer
 from saga_worker.settings import Settings, load_settings
 from saga_worker.wire import SCHEMA_VERSION, make_headers
 from schemas import topics as t

@@ -17,10 +17,10 @@ from benchmarks.passthrough import ROLES
 from participants.app import NAMES
 from participants.order_mix import GOOD_CUSTOMERS
 from participants.seed import DEMO_CATALOGUE, SeedData, load_seed
-from saga_worker.cleanup import discard as discard_deployment
-from saga_worker.kafka_clients import ensure_topics
+from saga_worker.runtime.cleanup import discard as discard_deployment
+from saga_worker.runtime.kafka_clients import ensure_topics
+from saga_worker.runtime.worker_processes import WorkerProcess, saga_workers
 from saga_worker.settings import Settings
-from saga_worker.worker_processes import WorkerProcess, saga_workers
 from schemas import topics as t
 
 SAGA_WORKER, FLOOR, NAIVE = "saga-worker", "floor", "naive"

@@ -15,16 +15,17 @@ Everything a user needs is importable from here:
 """
 
 from saga_worker.app import App, SagaType
-from saga_worker.cleanup import discard
-from saga_worker.clock import utcnow
-from saga_worker.definition import (
+from saga_worker.engine.decide import Decision, decide
+from saga_worker.engine.definition import (
     DefinitionRegistry,
     Parallel,
     SagaDefinition,
     Step,
     StepKind,
 )
-from saga_worker.engine import Decision, decide
+from saga_worker.engine.harness import Fail, FakeClock, NoReply, SagaHarness, StepScript, Succeed
+from saga_worker.engine.retry import RetryPolicy
+from saga_worker.engine.state import SagaState, SagaStatus
 from saga_worker.errors import (
     AppLoadError,
     ConfigurationError,
@@ -38,18 +39,24 @@ from saga_worker.errors import (
     UnknownParticipantError,
     UnknownSagaTypeError,
 )
-from saga_worker.harness import Fail, FakeClock, NoReply, SagaHarness, StepScript, Succeed
-from saga_worker.kafka_clients import ensure_topics, make_producer
 from saga_worker.loading import load_app
 from saga_worker.participant.definition import Participant, Route
 from saga_worker.participant.handlers import Handler, HandlerParticipant, StepRefused, step_key
 from saga_worker.participant.keys import ParticipantKeys
 from saga_worker.participant.protocol import Apply, Fault, Kind, Refuse, Verdict
-from saga_worker.retry import RetryPolicy
-from saga_worker.run import run_all, run_orchestrator, run_participant
+from saga_worker.runtime.cleanup import discard
+from saga_worker.runtime.clock import utcnow
+from saga_worker.runtime.kafka_clients import ensure_topics, make_producer
+from saga_worker.runtime.run import run_all, run_orchestrator, run_participant
+from saga_worker.runtime.store import RedisSagaStore
+from saga_worker.runtime.worker_processes import (
+    WorkerProcess,
+    saga_workers,
+    settings_env,
+    until_ready,
+    with_health_ports,
+)
 from saga_worker.settings import Settings, load_settings
-from saga_worker.state import SagaState, SagaStatus
-from saga_worker.store import RedisSagaStore
 from saga_worker.wire import (
     COMPENSATION_COMPLETED,
     DEAD_LETTER,
@@ -80,7 +87,6 @@ from saga_worker.wire import (
     header_value,
     make_headers,
 )
-from saga_worker.worker_processes import WorkerProcess, saga_workers, until_ready, with_health_ports
 
 __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     # the wire envelope
@@ -170,6 +176,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "run_orchestrator",
     "run_participant",
     "saga_workers",
+    "settings_env",
     "step_key",
     "until_ready",
     "utcnow",

@@ -19,11 +19,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from saga_worker.definition import DefinitionRegistry, SagaDefinition
+from saga_worker.engine.definition import DefinitionRegistry, SagaDefinition
+from saga_worker.engine.state import SagaState
 from saga_worker.errors import DefinitionError, UnknownParticipantError, UnknownSagaTypeError
 from saga_worker.participant.definition import Participant
 from saga_worker.participant.handlers import HandlerParticipant
-from saga_worker.state import SagaState
 from saga_worker.wire import topics as t
 from saga_worker.wire.messages import WireMessage
 

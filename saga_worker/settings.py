@@ -14,8 +14,8 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from saga_worker.errors import ConfigurationError
-from saga_worker.kafka_clients import KafkaConnection
-from saga_worker.keys import KeySpace
+from saga_worker.runtime.kafka_clients import KafkaConnection
+from saga_worker.runtime.keys import KeySpace
 from saga_worker.wire.topics import Topics
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from saga_worker.cleanup import discard
+from saga_worker.runtime.cleanup import discard
 from saga_worker.settings import load_settings
 from tests.services import Services, provide
 

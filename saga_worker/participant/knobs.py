@@ -1,7 +1,7 @@
 """Latency and fault injection per participant, for demos and chaos tests.
 
-Environment variables, with NAME the participant in capitals (INVENTORY, PAYMENT,
-SHIPPING, NOTIFICATION):
+Environment variables, with NAME the participant's name in capitals (any participant
+of any app: INVENTORY for the sample's inventory, CARDS for a `cards` participant):
 
     SAGA_<NAME>_LATENCY_MS              added before each batch's effects (default 0)
     SAGA_<NAME>_BUSINESS_FAILURE_RATE   0..1: an action is refused as a business failure

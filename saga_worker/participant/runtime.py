@@ -31,9 +31,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from saga_worker.consumer_loop import ConsumerLoop, Record
-from saga_worker.dead_letters import DeadLetter
-from saga_worker.metrics import ParticipantMetrics
+from saga_worker.observability.metrics import ParticipantMetrics
+from saga_worker.observability.tracing import configure_tracing
 from saga_worker.participant.definition import Participant, Route
 from saga_worker.participant.effects import EffectStore, Pending, Settler
 from saga_worker.participant.handler_store import HandlerStore, RedisStepRecords
@@ -51,9 +50,11 @@ from saga_worker.participant.protocol import (
     Verdict,
     build_reply,
 )
-from saga_worker.publisher import Publisher
+from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
+from saga_worker.runtime.dead_letters import DeadLetter
+from saga_worker.runtime.publisher import Publisher
+from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
-from saga_worker.tracing import configure_tracing
 from saga_worker.wire import (
     TRACEPARENT,
     DecodeError,
@@ -64,7 +65,6 @@ from saga_worker.wire import (
     make_headers,
 )
 from saga_worker.wire import topics as t
-from saga_worker.worker_shell import Clients, WorkerShell
 
 log = logging.getLogger(__name__)
 

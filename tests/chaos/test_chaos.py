@@ -28,10 +28,10 @@ from participants.inspection import snapshot
 from participants.order_mix import BROKE_CUSTOMER, SCARCE_SKU, plan_orders
 from participants.order_sender import send_orders
 from participants.seed import DEMO_SEED, SeedData, load_seed
-from saga_worker.kafka_clients import ensure_topics, make_producer
+from saga_worker.runtime.kafka_clients import ensure_topics, make_producer
+from saga_worker.runtime.store import RedisSagaStore
+from saga_worker.runtime.worker_processes import WorkerProcess, saga_workers
 from saga_worker.settings import Settings, load_settings
-from saga_worker.store import RedisSagaStore
-from saga_worker.worker_processes import WorkerProcess, saga_workers
 from schemas import topics as t
 from tests.chaos.private_stack import PrivateStack
 from tests.integration.saga_support import read_topic

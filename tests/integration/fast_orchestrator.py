@@ -5,8 +5,8 @@ TEST_STEP_TIMEOUT_MS sets every step's timeout, TEST_STEP_ATTEMPTS their attempt
 import os
 from datetime import timedelta
 
-from saga_worker.cli import run_worker
-from saga_worker.orchestrator import Orchestrator
+from saga_worker.cli.commands import run_worker
+from saga_worker.runtime.orchestrator import Orchestrator
 from tests.integration.saga_support import fast_fulfillment, order_app
 
 if __name__ == "__main__":

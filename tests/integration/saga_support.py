@@ -26,17 +26,22 @@ from participants.order_fulfillment import ORDER_FULFILLMENT
 from participants.payment import PAYMENT
 from participants.shipping import shipping_participant
 from saga_worker import App
-from saga_worker.definition import Parallel, SagaDefinition, Step, StepKind
-from saga_worker.kafka_clients import KafkaConnection, ensure_topics, make_consumer, make_producer
-from saga_worker.orchestrator import Orchestrator
+from saga_worker.engine.definition import Parallel, SagaDefinition, Step, StepKind
+from saga_worker.engine.retry import RetryPolicy
+from saga_worker.engine.state import SagaState
 from saga_worker.participant.definition import Participant
 from saga_worker.participant.knobs import Knobs
 from saga_worker.participant.runtime import ParticipantWorker
-from saga_worker.retry import RetryPolicy
+from saga_worker.runtime.kafka_clients import (
+    KafkaConnection,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
+from saga_worker.runtime.orchestrator import Orchestrator
+from saga_worker.runtime.store import RedisSagaStore
+from saga_worker.runtime.worker_processes import settings_env
 from saga_worker.settings import Settings, load_settings
-from saga_worker.state import SagaState
-from saga_worker.store import RedisSagaStore
-from saga_worker.worker_processes import settings_env
 from schemas import OrderCreated
 from schemas import topics as t
 from tests.eventually import assert_eventually
@@ -416,3 +421,61 @@ def one_error_line(run: Run, code: int) -> str:
     assert len(lines) == 1, run.err
     assert lines[0].startswith("error: ")
     return lines[0]
+
+
+class Bus:
+    """Produces commands as the orchestrator would and collects what participants send."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        reader: AIOKafkaConsumer,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ):
+        self.settings = settings
+        self.producer = producer
+        self.reader = reader
+        self.headers = list(headers)
+        self.seen: list[Any] = []
+
+    async def send(self, logical: str, body: dict[str, Any] | bytes, key: str = "k") -> None:
+        value = body if isinstance(body, bytes) else orjson.dumps(body)
+        saga_key = body["saga_id"] if isinstance(body, dict) else key
+        await self.producer.send_and_wait(
+            self.settings.topics.physical(logical),
+            value,
+            key=saga_key.encode(),
+            headers=self.headers,
+        )
+
+    async def replies(self, logical: str | None = None) -> list[Any]:
+        batch = await self.reader.getmany(timeout_ms=100)
+        for records in batch.values():
+            self.seen.extend(records)
+        wanted = self.settings.topics.physical(logical) if logical else None
+        return [r for r in self.seen if wanted is None or r.topic == wanted]
+
+    async def topic_exists(self, topic: str) -> bool:
+        return topic in await self.reader.topics()
+
+    async def wait_for(self, count: int, logical: str | None = None) -> list[Any]:
+        return await assert_eventually(
+            lambda: self.replies(logical), lambda rs: len(rs) >= count, within=30
+        )
+
+
+@contextlib.asynccontextmanager
+async def bus(settings: Settings, headers: Sequence[tuple[str, bytes]] = ()) -> AsyncIterator[Bus]:
+    """Kafka as the orchestrator sees it: send commands, read replies and dead letters."""
+    conn = KafkaConnection(settings.kafka_bootstrap_servers)
+    producer = make_producer(conn)
+    topics = [settings.topics.physical(n) for n in (*t.REPLY_TOPICS, t.DEAD_LETTER)]
+    reader = make_consumer(conn, *topics, group_id=f"{settings.saga_topic_prefix}reader")
+    await producer.start()
+    await reader.start()
+    try:
+        yield Bus(settings, producer, reader, headers)
+    finally:
+        await reader.stop()
+        await producer.stop()

@@ -20,9 +20,9 @@ from participants.app import NAMES, saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import DomainSnapshot, snapshot
 from participants.seed import SeedData, load_seed
+from saga_worker.engine.state import SagaState
+from saga_worker.runtime.worker_processes import WorkerProcess, settings_env
 from saga_worker.settings import Settings
-from saga_worker.state import SagaState
-from saga_worker.worker_processes import WorkerProcess, settings_env
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
     SagaReader,

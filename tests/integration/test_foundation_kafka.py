@@ -5,7 +5,12 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from saga_worker.kafka_clients import KafkaConnection, ensure_topics, make_consumer, make_producer
+from saga_worker.runtime.kafka_clients import (
+    KafkaConnection,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from tests.services import Services
 
 

@@ -19,10 +19,8 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from saga_worker import App
-from saga_worker.kafka_clients import make_consumer, make_producer
 from saga_worker.participant.handler_store import RedisStepRecords, StepRecords
 from saga_worker.participant.handlers import Handler, HandlerParticipant
 from saga_worker.participant.knobs import CRASH_EXIT_CODE, Knobs
@@ -31,6 +29,7 @@ from saga_worker.participant.runtime import ParticipantWorker
 from saga_worker.settings import Settings, load_settings
 from saga_worker.wire import topics as t
 from tests.eventually import assert_eventually
+from tests.integration.saga_support import bus
 from tests.services import Services
 from tests.unit import test_handler_participants as behaviour
 from tests.unit.test_handler_participants import (
@@ -91,48 +90,6 @@ def cmd(saga_id: str, attempt: int | None = 1, **fields: Any) -> dict[str, Any]:
         body["command_id"] = f"{saga_id}:charge:a{attempt}"
         body["attempt"] = attempt
     return body
-
-
-class Bus:
-    """Sends commands as the orchestrator would; collects the replies."""
-
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer, reader: AIOKafkaConsumer):
-        self.settings = settings
-        self.producer = producer
-        self.reader = reader
-        self.seen: list[Any] = []
-
-    async def send(self, logical: str, body: dict[str, Any]) -> None:
-        await self.producer.send_and_wait(
-            self.settings.topics.physical(logical),
-            orjson.dumps(body),
-            key=body["saga_id"].encode(),
-        )
-
-    async def replies(self, logical: str | None = None) -> list[Any]:
-        for records in (await self.reader.getmany(timeout_ms=100)).values():
-            self.seen.extend(records)
-        wanted = self.settings.topics.physical(logical) if logical else None
-        return [r for r in self.seen if wanted is None or r.topic == wanted]
-
-    async def wait_for(self, count: int, logical: str) -> list[Any]:
-        return await assert_eventually(
-            lambda: self.replies(logical), lambda rs: len(rs) >= count, within=30
-        )
-
-
-@asynccontextmanager
-async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    producer = make_producer(settings.kafka)
-    topics = [settings.topics.physical(n) for n in (*t.REPLY_TOPICS, t.DEAD_LETTER)]
-    reader = make_consumer(settings.kafka, *topics, group_id=f"{settings.saga_topic_prefix}reader")
-    await producer.start()
-    await reader.start()
-    try:
-        yield Bus(settings, producer, reader)
-    finally:
-        await reader.stop()
-        await producer.stop()
 
 
 @asynccontextmanager
@@ -297,7 +254,7 @@ async def test_a_worker_killed_between_the_call_and_the_store_calls_again_with_t
     crashed = await start(**{DIE_AFTER_CALL: "1"})
     async with bus(s) as b:
         physical = s.topics.physical(CHARGE)
-        await assert_eventually(lambda: topic_exists(b, physical), within=60)
+        await assert_eventually(lambda: b.topic_exists(physical), within=60)
         await b.send(CHARGE, cmd("s1"))
         assert await asyncio.wait_for(crashed.wait(), 60) == CRASH_EXIT_CODE
         assert await redis_client.hgetall(calls_key(prefix)) == {b"s1/charge": b"1"}
@@ -313,7 +270,3 @@ async def test_a_worker_killed_between_the_call_and_the_store_calls_again_with_t
     assert len(replies) == 1
     assert body(replies[0])["result"] == {"receipt": "s1/charge#2"}
     assert await redis_client.hgetall(calls_key(prefix)) == {b"s1/charge": b"2"}
-
-
-async def topic_exists(b: Bus, topic: str) -> bool:
-    return topic in await b.reader.topics()

@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from participants.app import NAMES, saga_id_for_order
 from participants.order_mix import plan_orders
 from participants.seed import load_seed
-from saga_worker.kafka_clients import make_producer
+from saga_worker.runtime.kafka_clients import make_producer
+from saga_worker.runtime.worker_processes import WorkerProcess, saga_workers
 from saga_worker.wire import DLQ_ERROR_CODE, DLQ_REASON, DLQ_SOURCE_TOPIC, header_value
-from saga_worker.worker_processes import WorkerProcess, saga_workers
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (

@@ -7,7 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 from participants.app import saga_id_for_order
-from saga_worker.kafka_clients import make_producer
+from saga_worker.runtime.kafka_clients import make_producer
 from saga_worker.wire import DLQ_ERROR_CODE, DLQ_OFFSET, DLQ_REASON, DLQ_SOURCE_TOPIC, header_value
 from schemas import topics as t
 from tests.integration.saga_support import (

@@ -13,9 +13,9 @@ from participants.app import saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
 from participants.seed import DEMO_SEED, load_seed
+from saga_worker.engine.retry import RetryPolicy
 from saga_worker.errors import StoreUnavailableError
 from saga_worker.participant.knobs import Knobs
-from saga_worker.retry import RetryPolicy
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
     SagaReader,

@@ -8,14 +8,12 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from participants import inspection
 from participants.inventory import INVENTORY
@@ -23,7 +21,6 @@ from participants.notification import NOTIFICATION
 from participants.payment import PAYMENT
 from participants.seed import SeedData, load_seed
 from participants.shipping import shipping_participant
-from saga_worker.kafka_clients import KafkaConnection, make_consumer, make_producer
 from saga_worker.participant.definition import Participant
 from saga_worker.participant.knobs import CRASH_EXIT_CODE, Knobs
 from saga_worker.participant.runtime import ParticipantWorker
@@ -31,7 +28,7 @@ from saga_worker.settings import Settings, load_settings
 from saga_worker.wire import DLQ_ERROR_CODE, DLQ_SOURCE_TOPIC, TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
-from tests.integration.saga_support import running_participants
+from tests.integration.saga_support import bus, running_participants
 from tests.services import Services
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +36,7 @@ SEED = SeedData(
     stock={"sku-a": 10, "sku-b": 1}, balances={"alice": 10_000, "bob": 100, "carol": 10_000}
 )
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+TRACED = [(TRACEPARENT, TRACE.encode())]
 SHIPPING = shipping_participant(frozenset({"DE", "US"}))
 
 
@@ -72,53 +70,6 @@ def cmd(step: str, saga_id: str, attempt: int | None = 1, **fields: Any) -> dict
     return body
 
 
-class Bus:
-    """Produces commands as the orchestrator would and collects what participants send."""
-
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer, reader: AIOKafkaConsumer):
-        self.settings = settings
-        self.producer = producer
-        self.reader = reader
-        self.seen: list[Any] = []
-
-    async def send(self, logical: str, body: dict[str, Any] | bytes, key: str = "k") -> None:
-        value = body if isinstance(body, bytes) else orjson.dumps(body)
-        saga_key = body["saga_id"] if isinstance(body, dict) else key
-        await self.producer.send_and_wait(
-            self.settings.topics.physical(logical),
-            value,
-            key=saga_key.encode(),
-            headers=[(TRACEPARENT, TRACE.encode())],
-        )
-
-    async def replies(self, logical: str | None = None) -> list[Any]:
-        batch = await self.reader.getmany(timeout_ms=100)
-        for records in batch.values():
-            self.seen.extend(records)
-        wanted = self.settings.topics.physical(logical) if logical else None
-        return [r for r in self.seen if wanted is None or r.topic == wanted]
-
-    async def wait_for(self, count: int, logical: str | None = None) -> list[Any]:
-        return await assert_eventually(
-            lambda: self.replies(logical), lambda rs: len(rs) >= count, within=30
-        )
-
-
-@asynccontextmanager
-async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    conn = KafkaConnection(settings.kafka_bootstrap_servers)
-    producer = make_producer(conn)
-    topics = [settings.topics.physical(n) for n in (*t.REPLY_TOPICS, t.DEAD_LETTER)]
-    reader = make_consumer(conn, *topics, group_id=f"{settings.saga_topic_prefix}reader")
-    await producer.start()
-    await reader.start()
-    try:
-        yield Bus(settings, producer, reader)
-    finally:
-        await reader.stop()
-        await producer.stop()
-
-
 def running(
     settings: Settings, *participants: Participant, knobs: Knobs | None = None
 ) -> contextlib.AbstractAsyncContextManager[list[ParticipantWorker]]:
@@ -145,7 +96,7 @@ async def test_happy_path_every_participant_answers_and_takes_effect(
     services: Services, prefix: str, redis: aioredis.Redis
 ) -> None:
     s = settings_for(services, prefix)
-    async with running(s, INVENTORY, PAYMENT, SHIPPING, NOTIFICATION), bus(s) as b:
+    async with running(s, INVENTORY, PAYMENT, SHIPPING, NOTIFICATION), bus(s, TRACED) as b:
         await b.send(t.RESERVE_ITEMS, cmd("reserve_inventory", "s1"))
         await b.send(t.PROCESS_PAYMENT, cmd("process_payment", "s1"))
         await b.send(t.CREATE_SHIPMENT, cmd("create_shipment", "s1"))
@@ -178,7 +129,7 @@ async def test_business_failures_reply_failed_without_effect(
     services: Services, prefix: str, redis: aioredis.Redis
 ) -> None:
     s = settings_for(services, prefix)
-    async with running(s, INVENTORY, PAYMENT, SHIPPING), bus(s) as b:
+    async with running(s, INVENTORY, PAYMENT, SHIPPING), bus(s, TRACED) as b:
         too_many = [{"sku": "sku-b", "quantity": 2, "unit_price": 1}]
         await b.send(t.RESERVE_ITEMS, cmd("reserve_inventory", "s1", items=too_many))
         await b.send(t.PROCESS_PAYMENT, cmd("process_payment", "s2", customer_id="bob"))
@@ -202,7 +153,7 @@ async def test_a_command_delivered_three_times_takes_effect_once_with_identical_
     services: Services, prefix: str, redis: aioredis.Redis
 ) -> None:
     s = settings_for(services, prefix)
-    async with running(s, PAYMENT), bus(s) as b:
+    async with running(s, PAYMENT), bus(s, TRACED) as b:
         for _ in range(3):
             await b.send(t.PROCESS_PAYMENT, cmd("process_payment", "s1"))
         replies = await b.wait_for(3, t.STEP_COMPLETED)
@@ -219,7 +170,7 @@ async def test_compensation_before_action_leaves_a_tombstone_and_the_late_action
     services: Services, prefix: str, redis: aioredis.Redis
 ) -> None:
     s = settings_for(services, prefix)
-    async with running(s, INVENTORY), bus(s) as b:
+    async with running(s, INVENTORY), bus(s, TRACED) as b:
         await b.send(t.RELEASE_RESERVATION, cmd("reserve_inventory", "s1", attempt=None))
         compensated = await b.wait_for(1, t.COMPENSATION_COMPLETED)
         await b.send(t.RESERVE_ITEMS, cmd("reserve_inventory", "s1"))
@@ -235,7 +186,7 @@ async def test_poison_records_are_dead_lettered_and_valid_commands_beside_them_h
     services: Services, prefix: str, redis: aioredis.Redis
 ) -> None:
     s = settings_for(services, prefix)
-    async with running(s, INVENTORY), bus(s) as b:
+    async with running(s, INVENTORY), bus(s, TRACED) as b:
         await b.send(t.RESERVE_ITEMS, b"not json", key="s1")
         await b.send(t.RESERVE_ITEMS, cmd("reserve_inventory", "s1"))
         await b.send(t.RESERVE_ITEMS, orjson.dumps({"saga_id": "s1"}), key="s1")
@@ -272,8 +223,8 @@ async def test_a_worker_killed_after_its_effect_replies_once_restarted_with_one_
         )
 
     crashed = await start()
-    async with bus(s) as b:
-        await assert_eventually(lambda: topic_exists(b, s.topics.physical(t.RESERVE_ITEMS)))
+    async with bus(s, TRACED) as b:
+        await assert_eventually(lambda: b.topic_exists(s.topics.physical(t.RESERVE_ITEMS)))
         await b.send(t.RESERVE_ITEMS, cmd("reserve_inventory", "s1"))
         assert await asyncio.wait_for(crashed.wait(), 60) == CRASH_EXIT_CODE
         assert (await inspection.read_stock(redis, prefix))["sku-a"] == 8
@@ -289,7 +240,3 @@ async def test_a_worker_killed_after_its_effect_replies_once_restarted_with_one_
     assert len(replies) == 1
     assert body(replies[0])["command_id"] == "s1:reserve_inventory:a1"
     assert (await inspection.read_stock(redis, prefix))["sku-a"] == 8
-
-
-async def topic_exists(b: Bus, topic: str) -> bool:
-    return topic in await b.reader.topics()

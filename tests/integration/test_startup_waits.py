@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from participants.app import app
-from saga_worker.orchestrator import Orchestrator
+from saga_worker.runtime.orchestrator import Orchestrator
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import settings_for
 from tests.ports import free_ports

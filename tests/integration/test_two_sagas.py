@@ -33,12 +33,12 @@ from saga_worker import (
     until_ready,
     with_health_ports,
 )
-from saga_worker.kafka_admin import kafka_admin
-from saga_worker.kafka_clients import KafkaConnection
-from saga_worker.orchestrator import Orchestrator
 from saga_worker.participant.runtime import ParticipantWorker
-from saga_worker.run import participant_worker
-from saga_worker.worker_processes import settings_env
+from saga_worker.runtime.kafka_admin import kafka_admin
+from saga_worker.runtime.kafka_clients import KafkaConnection
+from saga_worker.runtime.orchestrator import Orchestrator
+from saga_worker.runtime.run import participant_worker
+from saga_worker.runtime.worker_processes import settings_env
 from schemas import topics as order_topics
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
@@ -50,6 +50,7 @@ from tests.integration.saga_support import (
     settings_for,
 )
 from tests.integration.two_sagas import app
+from tests.readme import run_block
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -458,19 +459,18 @@ async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
     assert GATEWAY.charges[key].amount == AMOUNT  # one charge, under the step's key
 
 
-async def test_the_trip_example_runs_on_its_own_as_its_docstring_says(
+async def test_the_trip_example_runs_as_the_readme_says(
     services: Services, prefix: str, tmp_path: Path
 ) -> None:
+    workers, requests, listing, showing = run_block("your-own-saga")
+    assert workers[:2] == ["saga-worker", "all"]
+    assert requests[0] == "python"
     settings = settings_for(services, prefix)
-    trips_app = "examples.trip_booking.app:app"
-    worker = WorkerProcess(
-        "all", ("all", "--app", trips_app), worker_env(settings), tmp_path / "all.log"
-    )
+    worker = WorkerProcess("all", tuple(workers[1:]), worker_env(settings), tmp_path / "all.log")
     async with started(worker):
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "examples.trip_booking",
+            *requests[1:],
             cwd=ROOT,
             env={**os.environ, **worker_env(settings)},
             stdout=asyncio.subprocess.PIPE,
@@ -480,9 +480,7 @@ async def test_the_trip_example_runs_on_its_own_as_its_docstring_says(
         assert demo.returncode == 0, err.decode()
         assert out.decode().splitlines() == [f"requested trip-{n}" for n in (1, 2, 3)]
         listed = await assert_eventually(
-            lambda: _json(
-                services, prefix, "list", "--type", "TripBooking", "--json", "--app", trips_app
-            ),
+            lambda: _json(services, prefix, *listing[1:], "--json"),
             lambda page: (
                 len(page["sagas"]) == 3
                 and all(s["status"] in ("completed", "failed") for s in page["sagas"])
@@ -490,10 +488,14 @@ async def test_the_trip_example_runs_on_its_own_as_its_docstring_says(
             within=30,
             message="three trips finished",
         )
+        shown = await cli(services, prefix, *showing[1:])
 
     ended = {s["business_key"]: s["status"] for s in listed["sagas"]}
     assert ended["trip-2"] == "failed"
     assert sorted([ended["trip-1"], ended["trip-3"]]) == ["completed", "failed"]
+    assert shown.code == 0, shown.err
+    assert "TripBooking v1" in shown.out
+    assert "card_declined" in shown.out
 
 
 async def _json(services: Services, prefix: str, *args: str) -> Any:

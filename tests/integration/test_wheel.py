@@ -261,7 +261,7 @@ def test_the_wheel_holds_saga_worker_alone_with_its_lua_scripts(installed: Insta
     }
     lua = {p for p in shipped if p.endswith(".lua")}
     assert {p.rsplit("/", 1)[0] for p in lua} == {
-        "saga_worker/lua",
+        "saga_worker/runtime/lua",
         "saga_worker/participant/lua",
     }
     modules = {p for p in shipped if p.endswith(".py")}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from saga_worker.definition import Parallel, SagaDefinition, Step, StepKind
-from saga_worker.retry import RetryPolicy
+from saga_worker.engine.definition import Parallel, SagaDefinition, Step, StepKind
+from saga_worker.engine.retry import RetryPolicy
 
 ORDER_DATA: dict[str, Any] = {
     "order_id": "ord-12345",

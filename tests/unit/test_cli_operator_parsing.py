@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from saga_worker.cli_operator import parse_duration
-from saga_worker.dlq import parse_letter_id
-from saga_worker.operator_views import PREVIEW_CHARS, preview
+from saga_worker.cli.dlq import parse_letter_id
+from saga_worker.cli.operator import parse_duration
+from saga_worker.cli.views import PREVIEW_CHARS, preview
 
 
 @pytest.mark.parametrize(

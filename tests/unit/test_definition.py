@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from participants.order_fulfillment import ORDER_FULFILLMENT, default_registry
-from saga_worker.definition import (
+from saga_worker.engine.definition import (
     DEFAULT_RETRY,
     RETRY_FOREVER,
     DefinitionRegistry,

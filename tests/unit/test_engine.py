@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from participants.order_fulfillment import COMPENSATION_RETRY, ORDER_FULFILLMENT, STEP_RETRY
-from saga_worker.engine import (
+from saga_worker.engine.decide import (
     Decision,
     TimerCancel,
     TimerSet,
@@ -16,8 +16,7 @@ from saga_worker.engine import (
     decide,
     parse_timer_id,
 )
-from saga_worker.errors import DefinitionMismatchError
-from saga_worker.events import (
+from saga_worker.engine.events import (
     CompensationSucceeded,
     OperatorAbort,
     OperatorRetry,
@@ -26,9 +25,10 @@ from saga_worker.events import (
     StepSucceeded,
     TimerFired,
 )
-from saga_worker.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
-from saga_worker.retry import compute_backoff
-from saga_worker.state import SagaState, SagaStatus, StepStatus
+from saga_worker.engine.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
+from saga_worker.engine.retry import compute_backoff
+from saga_worker.engine.state import SagaState, SagaStatus, StepStatus
+from saga_worker.errors import DefinitionMismatchError
 from schemas import topics
 
 from .support import ORDER_DATA, RESULTS, parallel_definition

@@ -15,9 +15,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from saga_worker.definition import Parallel, SagaDefinition, Stage, Step, StepKind
-from saga_worker.engine import Decision, TimerCancel, TimerSet, decide
-from saga_worker.events import (
+from saga_worker.engine.decide import Decision, TimerCancel, TimerSet, decide
+from saga_worker.engine.definition import Parallel, SagaDefinition, Stage, Step, StepKind
+from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
     OperatorAbort,
@@ -27,9 +27,9 @@ from saga_worker.events import (
     StepSucceeded,
     TimerFired,
 )
-from saga_worker.harness import Action, Fail, NoReply, SagaHarness, StepScript, Succeed
-from saga_worker.retry import RetryPolicy
-from saga_worker.state import SagaState, SagaStatus, StepStatus, is_transition_valid
+from saga_worker.engine.harness import Action, Fail, NoReply, SagaHarness, StepScript, Succeed
+from saga_worker.engine.retry import RetryPolicy
+from saga_worker.engine.state import SagaState, SagaStatus, StepStatus, is_transition_valid
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("saga-ci", max_examples=3000, **_COMMON)  # type: ignore[arg-type]

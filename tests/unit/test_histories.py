@@ -18,10 +18,10 @@ import orjson
 import pytest
 
 from participants.order_fulfillment import ORDER_FULFILLMENT
-from saga_worker.engine import Decision, TimerSet, decide
-from saga_worker.events import OperatorAbort, OperatorRetry, event_from_dict, event_to_dict
-from saga_worker.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
-from saga_worker.state import SagaState, from_ms, to_ms
+from saga_worker.engine.decide import Decision, TimerSet, decide
+from saga_worker.engine.events import OperatorAbort, OperatorRetry, event_from_dict, event_to_dict
+from saga_worker.engine.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
+from saga_worker.engine.state import SagaState, from_ms, to_ms
 
 from .support import ORDER_DATA, RESULTS
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from participants.order_fulfillment import ORDER_FULFILLMENT
-from saga_worker.engine import RETRY, decide, timer_id
-from saga_worker.events import (
+from saga_worker.engine.decide import RETRY, decide, timer_id
+from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
     StartSaga,
@@ -14,10 +14,14 @@ from saga_worker.events import (
     StepSucceeded,
     TimerFired,
 )
-from saga_worker.metrics import OrchestratorMetrics, ParticipantMetrics
+from saga_worker.engine.state import SagaState
+from saga_worker.observability.metrics import (
+    OrchestratorMetrics,
+    ParticipantMetrics,
+    render_together,
+)
 from saga_worker.participant.protocol import Compensated, Completed, Failed
 from saga_worker.participant.runtime import outcome_label
-from saga_worker.state import SagaState
 from tests.unit.support import ORDER_DATA
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -115,3 +119,18 @@ def test_workers_in_one_process_count_apart() -> None:
     text = first.render().decode()
     assert "# TYPE saga_dead_letters_total counter" in text
     assert "# TYPE saga_batch_records histogram" in text
+
+
+def test_workers_sharing_a_process_expose_each_family_once_with_every_worker() -> None:
+    orchestrator = OrchestratorMetrics()
+    payment = ParticipantMetrics("participant.payment", "payment")
+    orchestrator.batch(3)
+    payment.batch(5)
+
+    text = render_together([orchestrator.registry, payment.registry]).decode()
+
+    assert text.count("# TYPE saga_batch_records histogram") == 1
+    assert 'saga_batch_records_count{worker="orchestrator"} 1.0' in text
+    assert 'saga_batch_records_count{worker="participant.payment"} 1.0' in text
+    lines = text.splitlines()
+    assert len([x for x in lines if x.startswith("process_start_time_seconds ")]) == 1

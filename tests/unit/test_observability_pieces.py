@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from saga_worker.health import HealthServer
-from saga_worker.tracing import OFF, configure_tracing
+from saga_worker.observability.tracing import OFF, configure_tracing
+from saga_worker.runtime.health import HealthServer
 
 
 async def get(port: int, path: str) -> tuple[str, bytes]:
@@ -56,7 +56,7 @@ def test_tracing_is_off_unless_an_exporter_is_configured(env: dict[str, str]) ->
 def test_an_unknown_exporter_is_reported_and_tracing_stays_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, "saga_worker.tracing"):
+    with caplog.at_level(logging.WARNING, "saga_worker.observability.tracing"):
         assert configure_tracing("test-unknown", {"OTEL_TRACES_EXPORTER": "zipkin"}) is OFF
     assert "unsupported OTEL_TRACES_EXPORTER" in caplog.text
 
@@ -68,6 +68,6 @@ def test_a_configured_exporter_without_the_sdk_says_what_to_install(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
-    with caplog.at_level(logging.WARNING, "saga_worker.tracing"):
+    with caplog.at_level(logging.WARNING, "saga_worker.observability.tracing"):
         assert configure_tracing("test-missing", env) is OFF
     assert "saga-worker[otel]" in caplog.text

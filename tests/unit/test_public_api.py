@@ -142,7 +142,7 @@ PUBLIC = ("App", "Step")
 @pytest.mark.parametrize(
     ("source", "what"),
     [
-        ("import saga_worker.engine\n", "import saga_worker.engine: a submodule"),
+        ("import saga_worker.engine.decide\n", "import saga_worker.engine.decide: a submodule"),
         ("import saga_worker.wire.codec as c\n", "import saga_worker.wire.codec: a submodule"),
         ("from saga_worker.app import App\n", "from saga_worker.app import App: a submodule"),
         ("from saga_worker.wire import topics\n", "from saga_worker.wire import topics"),
@@ -151,13 +151,13 @@ PUBLIC = ("App", "Step")
         ("import saga_worker as sw\nsw.engine.decide\n", "sw.engine: not in"),
         ("import saga_worker\nsaga_worker.definition\n", "saga_worker.definition: not in"),
         (
-            "import importlib\nimportlib.import_module('saga_worker.store')\n",
-            "import_module('saga_worker.store'): a submodule",
+            "import importlib\nimportlib.import_module('saga_worker.runtime.store')\n",
+            "import_module('saga_worker.runtime.store'): a submodule",
         ),
         (
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-            "    from saga_worker.state import SagaState\n",
-            "from saga_worker.state import SagaState: a submodule",
+            "    from saga_worker.engine.state import SagaState\n",
+            "from saga_worker.engine.state import SagaState: a submodule",
         ),
     ],
 )
@@ -198,7 +198,9 @@ def test_public_imports_and_other_packages_pass(tmp_path: Path, source: str) -> 
 
 def test_every_violation_in_a_file_is_reported_in_line_order(tmp_path: Path) -> None:
     (tmp_path / "b.py").write_text("from saga_worker.app import App\n")
-    (tmp_path / "a.py").write_text("import saga_worker.engine\n\nfrom saga_worker import decide\n")
+    (tmp_path / "a.py").write_text(
+        "import saga_worker.engine.decide\n\nfrom saga_worker import decide\n"
+    )
 
     found = [(v.path.name, v.line) for v in private_imports([tmp_path], PUBLIC)]
 

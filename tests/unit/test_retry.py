@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from saga_worker.engine.retry import RetryPolicy, compute_backoff, jitter_fraction
 from saga_worker.errors import DefinitionError
-from saga_worker.retry import RetryPolicy, compute_backoff, jitter_fraction
 
 S = timedelta(seconds=1)
 

@@ -6,9 +6,8 @@ import orjson
 import pytest
 
 from participants.order_fulfillment import ORDER_FULFILLMENT
-from saga_worker.errors import InvalidTransitionError, StateError
-from saga_worker.harness import Fail, SagaHarness, StepScript, Succeed
-from saga_worker.state import (
+from saga_worker.engine.harness import Fail, SagaHarness, StepScript, Succeed
+from saga_worker.engine.state import (
     TERMINAL,
     TRANSITIONS,
     SagaState,
@@ -21,6 +20,7 @@ from saga_worker.state import (
     is_transition_valid,
     to_ms,
 )
+from saga_worker.errors import InvalidTransitionError, StateError
 
 from .support import ORDER_DATA, RESULTS
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from saga_worker.dead_letters import DeadLetter, log_dead_letters
-from saga_worker.store import OutboxEntry
+from saga_worker.runtime.dead_letters import DeadLetter, log_dead_letters
+from saga_worker.runtime.store import OutboxEntry
 from saga_worker.wire import topics as t
 from saga_worker.wire.topics import Topics
 

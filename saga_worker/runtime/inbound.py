@@ -8,10 +8,10 @@ headers or key break the contract is refused here, before it can touch a saga.
 from __future__ import annotations
 
 from saga_worker.app import App, SagaType
-from saga_worker.consumer_loop import Record
-from saga_worker.dead_letters import DeadLetter
-from saga_worker.events import CompensationSucceeded, StartSaga, StepFailed, StepSucceeded
-from saga_worker.processor import TRACE_DATA_KEY, Inbound
+from saga_worker.engine.events import CompensationSucceeded, StartSaga, StepFailed, StepSucceeded
+from saga_worker.runtime.consumer_loop import Record
+from saga_worker.runtime.dead_letters import DeadLetter
+from saga_worker.runtime.processor import TRACE_DATA_KEY, Inbound
 from saga_worker.wire import (
     MAX_BYTES,
     TRACEPARENT,

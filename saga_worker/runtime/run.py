@@ -18,16 +18,26 @@ import signal
 from typing import Protocol
 
 from saga_worker.app import App
-from saga_worker.orchestrator import Orchestrator
+from saga_worker.observability.metrics import WorkerMetrics, render_together
 from saga_worker.participant.knobs import Knobs
 from saga_worker.participant.runtime import ParticipantWorker
+from saga_worker.runtime.health import HealthServer
+from saga_worker.runtime.orchestrator import Orchestrator
 from saga_worker.settings import Settings, load_settings
 
 
-class Worker(Protocol):
+class Runnable(Protocol):
     def stop(self) -> None: ...
 
     async def run(self) -> None: ...
+
+
+class Worker(Runnable, Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def metrics(self) -> WorkerMetrics: ...
 
 
 def participant_worker(app: App, name: str, settings: Settings) -> ParticipantWorker:
@@ -36,17 +46,16 @@ def participant_worker(app: App, name: str, settings: Settings) -> ParticipantWo
     return ParticipantWorker(participant, settings, Knobs.from_env(name, os.environ))
 
 
-def all_workers(app: App, settings: Settings) -> Worker:
+def all_workers(app: App, settings: Settings) -> Together:
     """The orchestrator (if the app has sagas) and every participant, as one worker."""
-    workers: list[Worker] = [Orchestrator(settings, app)] if app.sagas else []
-    # One process, one port: the first worker serves health and metrics for all.
+    # One process, one port: the group serves health and metrics for all of them.
     quiet = settings.model_copy(update={"saga_health_port": 0})
-    for name in app.participant_names:
-        workers.append(participant_worker(app, name, quiet if workers else settings))
-    return Together(workers)
+    workers: list[Worker] = [Orchestrator(quiet, app)] if app.sagas else []
+    workers += [participant_worker(app, name, quiet) for name in app.participant_names]
+    return Together(workers, settings)
 
 
-async def serve(worker: Worker) -> None:
+async def serve(worker: Runnable) -> None:
     """Runs `worker` until SIGTERM or SIGINT, which drain its batch and return."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -73,19 +82,36 @@ async def run_all(app: App, settings: Settings | None = None) -> None:
 
 
 class Together:
-    """Several workers as one: stop stops all, run ends when all have ended."""
+    """Several workers as one: stop stops all, run ends when all have ended. Ready when
+    every one is; /metrics serves all of theirs."""
 
-    def __init__(self, workers: list[Worker]) -> None:
+    def __init__(self, workers: list[Worker], settings: Settings) -> None:
         self._workers = workers
+        self._settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+        self.health = HealthServer(
+            settings.saga_health_host,
+            settings.saga_health_port,
+            lambda: all(not t.done() for t in self._tasks),
+            lambda: self.ready,
+            metrics=lambda: render_together([w.metrics.registry for w in self._workers]),
+        )
+
+    @property
+    def ready(self) -> bool:
+        return all(w.ready for w in self._workers)
 
     def stop(self) -> None:
         for worker in self._workers:
             worker.stop()
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(w.run()) for w in self._workers]
+        if self._settings.saga_health_port:
+            await self.health.start()
+        self._tasks = [asyncio.create_task(w.run()) for w in self._workers]
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*self._tasks)
         finally:
             self.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.health.stop()

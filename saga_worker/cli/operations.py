@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 from redis.asyncio import Redis
 
 from saga_worker.app import App
-from saga_worker.clock import utcnow
-from saga_worker.engine import decide
-from saga_worker.events import Event, OperatorAbort, OperatorRetry
-from saga_worker.kafka_clients import make_producer
-from saga_worker.processor import Inbound, SagaProcessor
-from saga_worker.publisher import Publisher
+from saga_worker.engine.decide import decide
+from saga_worker.engine.events import Event, OperatorAbort, OperatorRetry
+from saga_worker.engine.state import SagaState, SagaStatus, to_ms
+from saga_worker.runtime.clock import utcnow
+from saga_worker.runtime.kafka_clients import make_producer
+from saga_worker.runtime.processor import Inbound, SagaProcessor
+from saga_worker.runtime.publisher import Publisher
+from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.settings import Settings
-from saga_worker.state import SagaState, SagaStatus, to_ms
-from saga_worker.store import RedisSagaStore
 
 WORKER = "cli"
 

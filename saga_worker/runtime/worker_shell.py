@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from saga_worker.dependencies import wait_for_dependencies
-from saga_worker.health import HealthServer
-from saga_worker.kafka_clients import make_consumer, make_producer
+from saga_worker.runtime.dependencies import wait_for_dependencies
+from saga_worker.runtime.health import HealthServer
+from saga_worker.runtime.kafka_clients import make_consumer, make_producer
 from saga_worker.settings import Settings
 
 log = logging.getLogger(__name__)

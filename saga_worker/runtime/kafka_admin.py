@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from saga_worker.kafka_clients import KafkaConnection
+from saga_worker.runtime.kafka_clients import KafkaConnection
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import typer
 
 from saga_worker.app import App
 from saga_worker.errors import ConfigurationError, SagaWorkerError
-from saga_worker.logs import configure_logging
+from saga_worker.observability.logs import configure_logging
 from saga_worker.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from saga_worker.run import Worker
+    from saga_worker.runtime.run import Runnable
 
 GC_THRESHOLD = 50_000  # allocations between young-generation collections (default 700)
 
@@ -60,9 +60,9 @@ AppOption = Annotated[
 ]
 
 
-def run_worker(app_spec: str | None, make: Callable[[App, Settings], Worker]) -> None:
+def run_worker(app_spec: str | None, make: Callable[[App, Settings], Runnable]) -> None:
     """Runs a worker of the app until SIGTERM or SIGINT, which drain its batch and exit 0."""
-    from saga_worker.run import serve  # noqa: PLC0415
+    from saga_worker.runtime.run import serve  # noqa: PLC0415
 
     settings = settings_or_exit()
     configure_logging()
@@ -92,7 +92,7 @@ def tune_gc() -> None:
 @app.command()
 def orchestrator(app_spec: AppOption = None) -> None:
     """Run the orchestrator: start each saga type of the app from its start topic."""
-    from saga_worker.orchestrator import Orchestrator  # noqa: PLC0415 - keep --help fast
+    from saga_worker.runtime.orchestrator import Orchestrator  # noqa: PLC0415 - keep --help fast
 
     run_worker(app_spec, lambda the_app, settings: Orchestrator(settings, the_app))
 
@@ -103,7 +103,7 @@ def participant(
     app_spec: AppOption = None,
 ) -> None:
     """Run one participant worker of the app."""
-    from saga_worker.run import participant_worker  # noqa: PLC0415
+    from saga_worker.runtime.run import participant_worker  # noqa: PLC0415
 
     run_worker(app_spec, lambda the_app, settings: participant_worker(the_app, name, settings))
 
@@ -111,13 +111,13 @@ def participant(
 @app.command(name="all")
 def all_workers(app_spec: AppOption = None) -> None:
     """Run the orchestrator and every participant of the app in one process (development)."""
-    from saga_worker.run import all_workers as together  # noqa: PLC0415
+    from saga_worker.runtime.run import all_workers as together  # noqa: PLC0415
 
     run_worker(app_spec, together)
 
 
 def main() -> None:
     # Operator commands (show, list, retry, abort, stats, dlq) register themselves on `app`.
-    import saga_worker.cli_operator  # noqa: F401, PLC0415
+    import saga_worker.cli.operator  # noqa: F401, PLC0415
 
     sys.exit(app())

@@ -24,20 +24,20 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from saga_worker.app import App
-from saga_worker.clock import utcnow
-from saga_worker.consumer_loop import ConsumerLoop, Record
-from saga_worker.dead_letters import DeadLetter
+from saga_worker.engine.events import TimerFired
+from saga_worker.engine.state import SagaState, SagaStatus
 from saga_worker.errors import ConfigurationError, StoreUnavailableError, is_transient
-from saga_worker.events import TimerFired
-from saga_worker.inbound import to_inbound
-from saga_worker.metrics import OrchestratorMetrics
-from saga_worker.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
-from saga_worker.publisher import Publisher
+from saga_worker.observability.metrics import OrchestratorMetrics
+from saga_worker.observability.tracing import configure_tracing
+from saga_worker.runtime.clock import utcnow
+from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
+from saga_worker.runtime.dead_letters import DeadLetter
+from saga_worker.runtime.inbound import to_inbound
+from saga_worker.runtime.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
+from saga_worker.runtime.publisher import Publisher
+from saga_worker.runtime.store import RedisSagaStore, SagaWrite
+from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
-from saga_worker.state import SagaState, SagaStatus
-from saga_worker.store import RedisSagaStore, SagaWrite
-from saga_worker.tracing import configure_tracing
-from saga_worker.worker_shell import Clients, WorkerShell
 
 log = logging.getLogger(__name__)
 

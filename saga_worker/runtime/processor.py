@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from saga_worker.definition import DefinitionRegistry, SagaDefinition
-from saga_worker.engine import Outgoing, TimerCancel, TimerSet, command_belongs_to, decide
-from saga_worker.errors import SagaWorkerError
-from saga_worker.events import (
+from saga_worker.engine.decide import Outgoing, TimerCancel, TimerSet, command_belongs_to, decide
+from saga_worker.engine.definition import DefinitionRegistry, SagaDefinition
+from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
     StartSaga,
     StepFailed,
     StepSucceeded,
 )
-from saga_worker.state import SagaState
-from saga_worker.store import Loaded, OutboxEntry, SagaStore, SagaWrite
+from saga_worker.engine.state import SagaState
+from saga_worker.errors import SagaWorkerError
+from saga_worker.runtime.store import Loaded, OutboxEntry, SagaStore, SagaWrite
 from saga_worker.wire import CORRELATION_ID, MESSAGE_TYPE, TRACEPARENT
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga_worker.app import App
-from saga_worker.cli import AppOption, app, load_app_or_exit, settings_or_exit
-from saga_worker.dlq import DeadLetterReadError, Letter, parse_letter_id, read_letters, replay
-from saga_worker.errors import StoreUnavailableError, UnknownSagaTypeError
-from saga_worker.kafka_admin import GroupLag, consumer_lag
-from saga_worker.operations import Operations
-from saga_worker.operator_views import (
+from saga_worker.cli.commands import AppOption, app, load_app_or_exit, settings_or_exit
+from saga_worker.cli.dlq import DeadLetterReadError, Letter, parse_letter_id, read_letters, replay
+from saga_worker.cli.operations import Operations
+from saga_worker.cli.views import (
     letter_view,
     print_letters,
     print_page,
@@ -38,8 +36,10 @@ from saga_worker.operator_views import (
     saga_summary,
     saga_view,
 )
+from saga_worker.engine.state import SagaStatus
+from saga_worker.errors import StoreUnavailableError, UnknownSagaTypeError
+from saga_worker.runtime.kafka_admin import GroupLag, consumer_lag
 from saga_worker.settings import Settings
-from saga_worker.state import SagaStatus
 from saga_worker.wire import topics as t
 
 EXIT_FAILED = 1

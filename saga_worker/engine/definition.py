@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
+from saga_worker.engine.retry import RetryPolicy
 from saga_worker.errors import DefinitionError, UnknownDefinitionError
-from saga_worker.retry import RetryPolicy
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]+$")  # Kafka's legal topic characters

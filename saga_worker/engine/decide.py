@@ -43,9 +43,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from saga_worker.definition import SagaDefinition, Step, StepKind
-from saga_worker.errors import DefinitionMismatchError
-from saga_worker.events import (
+from saga_worker.engine.definition import SagaDefinition, Step, StepKind
+from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
     OperatorAbort,
@@ -55,8 +54,8 @@ from saga_worker.events import (
     StepSucceeded,
     TimerFired,
 )
-from saga_worker.retry import compute_backoff
-from saga_worker.state import (
+from saga_worker.engine.retry import compute_backoff
+from saga_worker.engine.state import (
     NOT_STARTED,
     TERMINAL,
     SagaState,
@@ -66,6 +65,7 @@ from saga_worker.state import (
     Transition,
     check_transition,
 )
+from saga_worker.errors import DefinitionMismatchError
 
 SCHEMA_VERSION = 1
 _DETAIL_MAX = 200  # history details and stored errors are truncated to this

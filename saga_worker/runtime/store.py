@@ -18,13 +18,13 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from saga_worker.engine.state import TERMINAL, SagaState, to_ms
 from saga_worker.errors import StoreUnavailableError
-from saga_worker.keys import (
+from saga_worker.runtime.keys import (
     OUTBOX_PREFIX,
     TIMER_SEPARATOR,
     KeySpace,
 )
-from saga_worker.state import TERMINAL, SagaState, to_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class SagaStore(Protocol):
 
 
 def _script(name: str) -> str:
-    return resources.files("saga_worker").joinpath(f"lua/{name}.lua").read_text()
+    return resources.files("saga_worker.runtime").joinpath(f"lua/{name}.lua").read_text()
 
 
 class RedisSagaStore:

@@ -12,7 +12,7 @@ its command was sent without storing anything more.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import (
@@ -25,11 +25,12 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 
-from saga_worker.dead_letters import DeadLetter
-from saga_worker.definition import SagaDefinition
-from saga_worker.engine import COMP_TIMEOUT, TIMEOUT, timer_id
-from saga_worker.state import SagaState, SagaStatus, StepState, StepStatus
+from saga_worker.engine.decide import COMP_TIMEOUT, TIMEOUT, timer_id
+from saga_worker.engine.definition import SagaDefinition
+from saga_worker.engine.state import SagaState, SagaStatus, StepState, StepStatus
+from saga_worker.runtime.dead_letters import DeadLetter
 
 SAGA_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -72,6 +73,30 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def render_together(registries: Sequence[CollectorRegistry]) -> bytes:
+    """One exposition of several workers sharing a process (`saga-worker all`): each
+    family once, with every worker's samples; a sample two registries share (the
+    process collectors) is taken from the first."""
+    families: dict[str, Metric] = {}
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for registry in registries:
+        for family in registry.collect():
+            merged = families.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type, family.unit)
+            )
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in seen:
+                    seen.add(key)
+                    merged.samples.append(sample)
+
+    class _Families:
+        def collect(self) -> Iterable[Metric]:
+            return families.values()
+
+    return generate_latest(_Families())
 
 
 class OrchestratorMetrics(WorkerMetrics):

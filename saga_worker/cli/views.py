@@ -16,10 +16,10 @@ from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 
-from saga_worker.dlq import Letter
-from saga_worker.kafka_admin import GroupLag
-from saga_worker.operations import Page
-from saga_worker.state import SagaState, SagaStatus, StepState, from_ms, to_ms
+from saga_worker.cli.dlq import Letter
+from saga_worker.cli.operations import Page
+from saga_worker.engine.state import SagaState, SagaStatus, StepState, from_ms, to_ms
+from saga_worker.runtime.kafka_admin import GroupLag
 
 PREVIEW_CHARS = 80
 

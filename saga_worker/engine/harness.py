@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from saga_worker.definition import SagaDefinition
-from saga_worker.engine import Decision, Outgoing, TimerCancel, TimerSet, decide
-from saga_worker.events import (
+from saga_worker.engine.decide import Decision, Outgoing, TimerCancel, TimerSet, decide
+from saga_worker.engine.definition import SagaDefinition
+from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
     StartSaga,
@@ -36,7 +36,7 @@ from saga_worker.events import (
     StepSucceeded,
     TimerFired,
 )
-from saga_worker.state import SagaState
+from saga_worker.engine.state import SagaState
 
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 DEFAULT_DELAY = timedelta(milliseconds=100)

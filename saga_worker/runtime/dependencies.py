@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from saga_worker.kafka_clients import KafkaConnection, ensure_topics
+from saga_worker.runtime.kafka_clients import KafkaConnection, ensure_topics
 
 log = logging.getLogger(__name__)
 

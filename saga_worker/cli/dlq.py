@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from saga_worker.kafka_admin import partitions_of, reader
-from saga_worker.kafka_clients import KafkaConnection, make_producer
+from saga_worker.runtime.kafka_admin import partitions_of, reader
+from saga_worker.runtime.kafka_clients import KafkaConnection, make_producer
 from saga_worker.wire import DeadLetterRecord, DecodeError, parse_dead_letter
 from saga_worker.wire.dead_letter import DLQ_PREFIX
 

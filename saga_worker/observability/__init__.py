@@ -1,0 +1,1 @@
+"""Prometheus metrics, OpenTelemetry spans and JSON logs of every worker."""
