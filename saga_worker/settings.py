@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from saga_worker.errors import ConfigurationError
 from saga_worker.runtime.kafka_clients import KafkaConnection
 from saga_worker.runtime.keys import KeySpace
+from saga_worker.wire.codec import HEADER_ROOM, MAX_BYTES
 from saga_worker.wire.topics import Topics
 
 
@@ -34,14 +35,17 @@ class Settings(BaseSettings):
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")  # may embed a password
 
-    saga_topic_prefix: str = ""
+    # Definitions keep topic names to 200 characters, so a prefix may use Kafka's other 49.
+    saga_topic_prefix: str = Field(default="", max_length=49, pattern=r"^[A-Za-z0-9._-]*$")
     saga_key_prefix: str = "saga-worker:"
     saga_partitions: int = Field(default=6, ge=1, le=1000)
     saga_group_prefix: str = "saga-worker"
     saga_instance_id: str | None = None  # static group membership, e.g. the pod name
-    saga_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger: dead letter
+    # The largest record a worker reads or writes, whole; the producer's max_request_size.
+    # Larger values are dead-lettered, larger outgoing messages fail their saga (codec.py).
+    saga_max_message_bytes: int = Field(default=MAX_BYTES, ge=2 * HEADER_ROOM, le=2**31 - 1)
     saga_batch_size: int = Field(default=500, ge=1, le=10_000)
-    saga_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
+    saga_retention_s: float = Field(default=7 * 24 * 3600, ge=1)
     saga_outbox_sweep_after_s: float = Field(default=10.0, gt=0)
     saga_timer_poll_ms: int = Field(default=100, ge=10, le=60_000)
     saga_health_port: int = Field(default=0, ge=0, le=65535)  # 0: no health/metrics server

@@ -73,7 +73,11 @@ def run_worker(app_spec: str | None, make: Callable[[App, Settings], Runnable]) 
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     tune_gc()
-    asyncio.run(serve(worker))
+    try:
+        asyncio.run(serve(worker))
+    except ConfigurationError as exc:  # found at start, e.g. a limit the broker refuses
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def tune_gc() -> None:

@@ -122,15 +122,16 @@ class Operations:
         if state is None:
             return Outcome(None, changed=False, reason="no such saga")
         self._app.saga_type_of(state)  # UnknownSagaTypeError: one line, not a traceback
-        processor = SagaProcessor(self._store, self._registry, self.now)
+        limit = self._settings.saga_max_message_bytes
+        processor = SagaProcessor(self._store, self._registry, self.now, limit)
         applied = await processor.apply([Inbound(state.saga_id, event)])
         if not applied.writes:
             after = await self.find(state.saga_id)
             return Outcome(after, changed=False, reason=self._refusal(event, after))
-        producer = make_producer(self._settings.kafka)
+        producer = make_producer(self._settings.kafka, max_request_size=limit)
         await producer.start()
         try:
-            publisher = Publisher(producer, self._settings.topics, WORKER)
+            publisher = Publisher(producer, self._settings.topics, WORKER, limit)
             await publisher.send_entries(e for w in applied.writes for e in w.outbox)
         finally:
             await producer.stop()

@@ -25,7 +25,17 @@ from redis.exceptions import RedisError
 
 from saga_worker.app import App
 from saga_worker.cli.commands import AppOption, app, load_app_or_exit, settings_or_exit
-from saga_worker.cli.dlq import DeadLetterReadError, Letter, parse_letter_id, read_letters, replay
+from saga_worker.cli.dlq import (
+    ALREADY_REPLAYED,
+    DeadLetterReadError,
+    Letter,
+    Replayed,
+    Selection,
+    Send,
+    parse_letter_id,
+    read_letters,
+    replay,
+)
 from saga_worker.cli.operations import Operations
 from saga_worker.cli.views import (
     letter_view,
@@ -311,26 +321,52 @@ def dlq_replay(
     ] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="every dead letter")] = False,
     code: Annotated[str | None, typer.Option(help="only dead letters with this error code")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="also dead letters that were replayed before")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what would be sent; send nothing")
+    ] = False,
     app_spec: AppOption = None,
 ) -> None:
-    """Send dead letters' original bytes and headers back to their source topics."""
+    """Send dead letters' original bytes and headers back to their source topics, marked
+    `dlq.replayed_from` and `dlq.replays`; skips letters replayed before unless --force."""
     ids = _letter_ids_or_exit(offset)
     if ids is None and not replay_all and code is None:
         fail("say which: --offset PARTITION:OFFSET, --code CODE or --all", EXIT_USAGE)
+    selection = Selection(None if ids is None else frozenset(ids), code)
 
-    async def work(settings: Settings, the_app: App) -> Any:
-        letters = await read_letters(settings.kafka, _dlq_topic(settings), ids=ids)
-        if code is not None:
-            letters = [x for x in letters if x.record and x.record.error_code == code]
-        return await replay(settings.kafka, letters, _replayable_topics(settings, the_app))
+    def listed(letter: Letter, send: Send) -> None:
+        typer.echo(f"would replay {letter.id} to {send.topic} (replay {send.replays})")
+
+    async def work(settings: Settings, the_app: App) -> Replayed:
+        return await replay(
+            settings.kafka,
+            _dlq_topic(settings),
+            selection,
+            _replayable_topics(settings, the_app),
+            force=force,
+            dry_run=dry_run,
+            on_send=listed if dry_run else None,
+        )
 
     result = _run_with_app(app_spec, work)
-    for letter, why in result.skipped:
-        typer.echo(f"skipped {letter.id}: {why}", err=True)
+    for letter_id, why in result.skipped:
+        typer.echo(f"skipped {letter_id}: {why}", err=True)
+    if ids is not None:
+        for letter_id in result.already:
+            typer.echo(f"skipped {letter_id}: {ALREADY_REPLAYED.why}", err=True)
+    elif result.already:
+        many = len(result.already)
+        typer.echo(
+            f"skipped {many} dead letters replayed before; --force sends them again", err=True
+        )
+    sent = result.sent.total()
     topics = ", ".join(f"{n} to {topic}" for topic, n in sorted(result.sent.items()))
-    typer.echo(f"replayed {result.sent.total()} dead letters" + (f" ({topics})" if topics else ""))
-    if ids is not None and result.sent.total() < len(ids):
-        fail(f"{len(ids) - result.sent.total()} of the given dead letters were not replayed")
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(f"{verb} {sent} dead letters" + (f" ({topics})" if topics else ""))
+    if ids is not None and sent < len(ids):
+        fail(f"{len(ids) - sent} of the given dead letters were not replayed")
 
 
 def _letter_ids_or_exit(texts: list[str] | None) -> set[tuple[int, int]] | None:

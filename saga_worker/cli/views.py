@@ -200,6 +200,9 @@ def letter_view(letter: Letter) -> dict[str, Any]:
         "reason": r.reason if r else letter.problem,
         "worker": r.worker if r else None,
         "failed_at": r.failed_at.isoformat() if r else None,
+        "replays": letter.replays,  # its message had been sent back this often before failing
+        "replayed_from": letter.lineage.replayed_from if letter.lineage else None,
+        "replayed": letter.replayed,  # how often this letter has been sent back since
         "value_bytes": len(r.value) if r and r.value is not None else None,
         "preview": preview(r.value if r else None),
     }
@@ -208,7 +211,7 @@ def letter_view(letter: Letter) -> dict[str, Any]:
 def print_letters(letters: Sequence[Letter]) -> None:
     table = Table()
     table.add_column("id", no_wrap=True)
-    for column in ("time", "source", "code", "reason", "value"):
+    for column in ("time", "source", "code", "reason", "replays", "value"):
         table.add_column(column)
     for letter in letters:
         v = letter_view(letter)
@@ -219,10 +222,22 @@ def print_letters(letters: Sequence[Letter]) -> None:
             Text(source if letter.record else "?"),
             Text(str(v["code"] or "")),
             Text(v["reason"] or ""),
+            Text(_replays(letter)),
             Text(v["preview"]),
         )
     console.print(table)
     console.print(_count(len(letters), "dead letter"))
+
+
+def _replays(letter: Letter) -> str:
+    """`replay 2, from 0:7`: its message failed again on its second replay, of the
+    letter 0:7; `sent back 1x`: this letter has been replayed since."""
+    parts = []
+    if letter.lineage is not None:
+        parts.append(f"replay {letter.lineage.replays}, from {letter.lineage.replayed_from}")
+    if letter.replayed:
+        parts.append(f"sent back {letter.replayed}x")
+    return ", ".join(parts)
 
 
 def preview(value: bytes | None) -> str:

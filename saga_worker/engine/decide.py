@@ -26,6 +26,22 @@ How a saga runs:
   NEEDS_OPERATOR. OperatorRetry resumes the stuck steps with a fresh budget.
 - OperatorAbort compensates a running saga on purpose, unless its pivot
   already succeeded.
+- A reply carrying `command_id` answers exactly that command; one carrying
+  only `attempt` answers that attempt of its step; a minimal reply (neither)
+  answers the attempt in flight. A minimal failure taken after an earlier
+  attempt of the step was sent may be a redelivered copy of that earlier
+  attempt's failure, so the attempt in flight may have taken effect unheard:
+  the step becomes uncertain, as after a timeout, and is compensated if the
+  saga fails. Only a retryable one (`retryable` True or None) can be such a
+  copy: an earlier attempt was followed by another only after a retryable
+  failure or a timeout (which left the step uncertain already), and a copy
+  says what its original said. Only a step awaiting a reply takes a failure,
+  and taking it ends the wait, so each attempt is failed at most once: copies
+  of one minimal failure can end a step's retries early (each may fail one
+  later attempt), but never lose its compensation. While compensating, a
+  minimal failure is a compensation failure; copies of one can only use up
+  compensation retries, which ends in NEEDS_OPERATOR, not in a skipped
+  compensation.
 - Replies that do not answer the command the step waits for, timers no longer
   live in the state, events for finished or unknown sagas: ignored, with the
   reason in `Decision.ignored`, and the input state returned unchanged.
@@ -345,6 +361,11 @@ def _answers(expected_attempt: int, expected_id: str, cid: str | None, attempt: 
     return True  # a minimal reply answers the current attempt
 
 
+def _is_minimal(event: StepSucceeded | StepFailed | CompensationSucceeded) -> bool:
+    """Whether a reply says nothing of which command it answers (the minimal contract)."""
+    return event.command_id is None and event.attempt is None
+
+
 def _take_reply(
     d: _Draft,
     step: Step,
@@ -412,8 +433,20 @@ def _on_step_failed(d: _Draft, event: StepFailed) -> str | None:
     if st.status is StepStatus.PENDING:
         if (refused := _take_reply(d, step, st, event, compensation=False)) is not None:
             return refused
-        d.put(step.name, replace(st, status=StepStatus.FAILED, error=reason or "failed"))
-        _attempt_failed(d, step, event.retryable, f"attempt {st.attempt} failed: {reason}")
+        # A retryable minimal failure after attempt 1 may be a copy of an earlier
+        # attempt's: the attempt in flight may have taken effect (see the module doc).
+        maybe_earlier = _is_minimal(event) and st.attempt > 1 and event.retryable is not False
+        failed = replace(
+            st,
+            status=StepStatus.FAILED,
+            error=reason or "failed",
+            uncertain=st.uncertain or maybe_earlier,
+        )
+        d.put(step.name, failed)
+        which = f"attempt {st.attempt} failed"
+        if maybe_earlier:
+            which += " (minimal reply: may be an earlier attempt's)"
+        _attempt_failed(d, step, event.retryable, f"{which}: {reason}")
         return None
     if st.status is StepStatus.COMPENSATING:
         if (refused := _take_reply(d, step, st, event, compensation=True)) is not None:

@@ -17,6 +17,26 @@ Garcia-Molina and Salem's sagas:
 Everything is validated at construction and raises `DefinitionError` with a
 message naming the offending step. A `DefinitionRegistry` keeps every version
 of every definition, so a running saga stays on the version it started with.
+
+Names are bounded so that every id derived from them fits the wire. The ids
+decide.py derives embed a step or notice name and travel in `Identifier`
+fields (WIRE_ID_CHARS, saga_worker.wire.fields): commands and compensations
+`<saga_id>:<step>:a<attempt>` / `:c<attempt>` (command_id and message_id),
+failure notices `<saga_id>:<notice>:n1`, and the name itself as `step_name`
+and as a key of `results`. The longest is a command id at the largest attempt
+the wire carries (`Attempt`, WIRE_MAX_ATTEMPT: five digits), len(saga_id) +
+len(name) + 8; `<saga_id>:completed` / `:failed` embed no name, and timer ids
+(`cr:<step>:<n>`) stay in Redis and are shorter. The bound is enforced for
+the saga ids the runtime creates, `App.saga_id(key)`: uuid5 strings of
+SAGA_ID_CHARS (36) characters, so a name has at most 128 - 36 - 8 = 84
+(MAX_NAME_CHARS). It cannot be enforced for any `SagaId` (up to 128
+characters): such an id fills an Identifier by itself, so no name would fit.
+A reply may carry any SagaId, but one naming no saga derives no id; a caller
+that starts sagas with ids of its own (the harness, a custom runtime) keeps
+them to 36 characters. The saga's own name enters no derived id (its saga ids are 36
+characters whatever it is), but gets the same bound: one rule for every name.
+Topics are bounded by Kafka's 249 characters less room for the deployment
+prefix (`SAGA_TOPIC_PREFIX`), TOPIC_PREFIX_ROOM.
 """
 
 from __future__ import annotations
@@ -33,6 +53,20 @@ from saga_worker.errors import DefinitionError, UnknownDefinitionError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]+$")  # Kafka's legal topic characters
+
+# The wire's limits (saga_worker.wire.fields: Identifier, Attempt), repeated here
+# because the engine imports no wire code; tests/unit/test_definition.py checks
+# they agree and that the bound is tight for decide.py's real id formats.
+WIRE_ID_CHARS = 128
+WIRE_MAX_ATTEMPT = 10_000
+SAGA_ID_CHARS = 36  # len(str(uuid.uuid5(...))): every saga id App derives
+# the command id `<saga_id>:<name>:a<attempt>` is the longest id around a name
+_COMMAND_ID_CHARS_BESIDES = SAGA_ID_CHARS + len("::a") + len(str(WIRE_MAX_ATTEMPT))
+MAX_NAME_CHARS = WIRE_ID_CHARS - _COMMAND_ID_CHARS_BESIDES  # 84
+
+KAFKA_TOPIC_CHARS = 249
+TOPIC_PREFIX_ROOM = 49  # kept for the deployment prefix prepended to every topic
+MAX_TOPIC_CHARS = KAFKA_TOPIC_CHARS - TOPIC_PREFIX_ROOM  # 200
 
 DEFAULT_STEP_TIMEOUT = timedelta(seconds=10)
 DEFAULT_RETRY = RetryPolicy(max_attempts=3)
@@ -57,11 +91,22 @@ class StepKind(StrEnum):
 def _check_identifier(what: str, name: object) -> None:
     if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name):
         raise DefinitionError(f"{what} must be a Python-style identifier, got {name!r}")
+    if len(name) > MAX_NAME_CHARS:
+        raise DefinitionError(
+            f"{what} {name!r} is {len(name)} characters, more than {MAX_NAME_CHARS}: "
+            f"the ids derived from it would not fit the wire's {WIRE_ID_CHARS}-character ids"
+        )
 
 
 def _check_topic(what: str, topic: object) -> None:
-    if not isinstance(topic, str) or not _TOPIC.match(topic) or len(topic) > 200:
+    if not isinstance(topic, str) or not _TOPIC.match(topic) or topic in (".", ".."):
         raise DefinitionError(f"{what} must be a valid Kafka topic name, got {topic!r}")
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise DefinitionError(
+            f"{what} {topic!r} is {len(topic)} characters, more than {MAX_TOPIC_CHARS}: "
+            f"Kafka allows {KAFKA_TOPIC_CHARS}, less {TOPIC_PREFIX_ROOM} kept for the "
+            "deployment prefix"
+        )
 
 
 @dataclass(frozen=True, slots=True)

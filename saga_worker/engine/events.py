@@ -7,7 +7,11 @@ timers, and the CLI sends OperatorRetry / OperatorAbort.
 
 Matching replies: a reply carrying `command_id` answers exactly that command;
 one carrying only `attempt` answers that attempt of its step; a minimal reply
-with neither answers whatever its step is currently waiting for. A failed
+with neither answers whatever its step is currently waiting for. As it may be
+a redelivered copy of an earlier attempt's failure, a retryable minimal
+StepFailed taken after the step's first attempt leaves the step's outcome
+uncertain: it is compensated if the saga fails, as a timed-out step is (see
+decide.py, also for why a non-retryable one cannot be such a copy). A failed
 compensation arrives as StepFailed with the compensation's command_id (or,
 minimal, while the step is compensating).
 """

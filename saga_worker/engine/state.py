@@ -88,9 +88,10 @@ class StepState:
     command ids are derived from them (see `engine.command_id`). `base` and
     `comp_base` are the attempt counts at the last operator resume: the retry
     budget counts attempts after them. `uncertain` marks a step whose command
-    may have taken effect without us hearing a success (a timeout, or
-    abandoned in flight): it is compensated like a succeeded one. `stuck`
-    marks a step that exhausted its retries and waits for an operator.
+    may have taken effect without us hearing a success (a timeout, abandoned
+    in flight, or a minimal failure that may answer an earlier attempt): it is
+    compensated like a succeeded one. `stuck` marks a step that exhausted its
+    retries and waits for an operator.
     """
 
     status: StepStatus = StepStatus.NOT_STARTED

@@ -152,6 +152,24 @@ class OrchestratorMetrics(WorkerMetrics):
             registry=r,
         )
         self._timers_fired = Counter("saga_timers_fired", "Due timers claimed", registry=r)
+        self._timers_deferred = Counter(
+            "saga_timers_deferred",
+            "Due timers put back un-fired: their saga runs a definition version this "
+            "instance does not know (an instance that knows it fires them)",
+            ["definition", "version"],
+            registry=r,
+        )
+        self._timers_dropped = Counter(
+            "saga_timers_dropped",
+            "Due timers dropped because deciding their saga raised (see the error log)",
+            registry=r,
+        )
+        self._outboxes_set_aside = Counter(
+            "saga_outboxes_set_aside",
+            "Sagas whose stale outbox the sweeper could not read or send (see the error "
+            "log); tried again one sweep threshold later",
+            registry=r,
+        )
         self.outbox_backlog = Gauge(
             "saga_outbox_backlog",
             "Sagas with outbox entries not yet acknowledged by Kafka (at the last sweep)",
@@ -171,6 +189,16 @@ class OrchestratorMetrics(WorkerMetrics):
 
     def timers_fired(self, count: int) -> None:
         self._timers_fired.inc(count)
+
+    def timers_deferred(self, definition: str, version: int | None, count: int) -> None:
+        self._timers_deferred.labels(definition, str(version)).inc(count)
+
+    def timers_dropped(self, count: int) -> None:
+        self._timers_dropped.inc(count)
+
+    def outboxes_set_aside(self, count: int) -> None:
+        if count:
+            self._outboxes_set_aside.inc(count)
 
     def saga(self, before: SagaState | None, after: SagaState, definition: SagaDefinition) -> None:
         """Counts what one saved write changed: its status, replies applied, retries."""

@@ -1,8 +1,9 @@
 """The participant worker: poll a batch, settle it in Redis, reply, let the loop commit.
 
 Per batch:
-1. decode each record with its topic's model; a record that cannot be decoded
-   becomes a dead letter (original bytes, `dlq.*` headers);
+1. decode each record with its topic's model; a record that cannot be decoded,
+   or is larger than SAGA_MAX_MESSAGE_BYTES, becomes a dead letter (original
+   bytes, cut to fit if need be, `dlq.*` headers);
 2. turn each command into a verdict: the route's pure `prepare` (a handler
    participant: Apply, call the handler), unless a knob injects a fault;
 3. settle the batch through the participant's `Settler`: a script participant's
@@ -11,8 +12,8 @@ Per batch:
    participant's in two, one to read the stored outcomes and one to store the
    new ones, with the handlers called in between (participant.handler_store);
 4. (fault injection: maybe die here, outcomes recorded, nothing replied);
-5. send every reply (keyed by saga_id, `traceparent` carried over) and dead letter,
-   and wait until Kafka acknowledged all of them;
+5. send every reply (keyed by saga_id, a well-formed `traceparent` carried over)
+   and dead letter, and wait until Kafka acknowledged all of them;
 then the ConsumerLoop commits the batch's offsets. A crash before the commit
 replays the batch; the stored outcomes answer it again, with no second effect
 (for a handler participant: no second call, unless the crash came between the
@@ -56,13 +57,13 @@ from saga_worker.runtime.publisher import Publisher
 from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
 from saga_worker.wire import (
-    TRACEPARENT,
+    MAX_KEY_BYTES,
     DecodeError,
     SagaCommand,
     decode,
     encode,
-    header_value,
     make_headers,
+    traceparent_of,
 )
 from saga_worker.wire import topics as t
 
@@ -133,7 +134,9 @@ class ParticipantWorker:
         retention_ms = int(s.retention.total_seconds() * 1000)
         self._store = settler_for(self.participant, clients.redis, s.saga_key_prefix, retention_ms)
         self._producer = clients.producer
-        self._publisher = Publisher(clients.producer, self._topics, self.worker)
+        self._publisher = Publisher(
+            clients.producer, self._topics, self.worker, s.saga_max_message_bytes
+        )
         loop = ConsumerLoop(
             clients.consumer,
             [self._topics.physical(name) for name in self.participant.topics],
@@ -172,7 +175,7 @@ class ParticipantWorker:
         # Redis away: EffectStoreUnavailableError is retriable, so the loop retries the batch.
         settled = await self._store.settle(pending)
         self._maybe_crash(settled)
-        traces = [header_value(record.headers or (), TRACEPARENT) for record in sources]
+        traces = [traceparent_of(record.headers or ()) for record in sources]
         futures = [
             await self._send_reply(p, s, trace)
             for p, s, trace in zip(pending, settled, traces, strict=True)
@@ -210,8 +213,12 @@ class ParticipantWorker:
             return DeadLetter(
                 record, "unknown_topic", f"{self.worker} has no handler for {logical}"
             )
+        if record.key is not None and len(record.key) > MAX_KEY_BYTES:
+            return DeadLetter(record, "key_too_large", f"key of {len(record.key)} bytes")
         try:
-            command = decode(route.model, record.value)
+            command = decode(
+                route.model, record.value, max_bytes=self._settings.saga_max_message_bytes
+            )
         except DecodeError as exc:
             return DeadLetter(record, exc.code, exc.reason)
         if route.kind is Kind.ACTION and self._faults.hangs(command.saga_id):

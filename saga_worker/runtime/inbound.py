@@ -2,7 +2,9 @@
 
 The contract: saga messages are keyed by saga_id; a start message may carry any
 key (its saga id is derived from its business key). A record whose bytes,
-headers or key break the contract is refused here, before it can touch a saga.
+headers or key break the contract is refused here, before it can touch a saga:
+a value over the limit (SAGA_MAX_MESSAGE_BYTES) or a key over MAX_KEY_BYTES is
+dead-lettered, and only a well-formed W3C `traceparent` enters a saga's data.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.processor import TRACE_DATA_KEY, Inbound
 from saga_worker.wire import (
     MAX_BYTES,
-    TRACEPARENT,
+    MAX_KEY_BYTES,
     DecodeError,
     SagaCompensationCompleted,
     SagaStepCompleted,
     SagaStepFailed,
     decode,
-    header_value,
+    traceparent_of,
 )
 from saga_worker.wire import topics as t
 from saga_worker.wire.topics import Topics
@@ -29,24 +31,24 @@ from saga_worker.wire.topics import Topics
 def to_inbound(
     record: Record, app: App, topics: Topics, max_bytes: int = MAX_BYTES
 ) -> Inbound | DeadLetter:
+    if record.key is not None and len(record.key) > MAX_KEY_BYTES:
+        return DeadLetter(record, "key_too_large", f"key of {len(record.key)} bytes")
     try:
-        if record.value is not None and len(record.value) > max_bytes:
-            raise DecodeError("too_large", f"{len(record.value)} bytes, more than {max_bytes}")
         logical = topics.logical(record.topic)
         saga = app.starting_from(logical)
         if saga is not None:
-            return _start(record, saga)
-        return _reply(record, logical)
+            return _start(record, saga, max_bytes)
+        return _reply(record, logical, max_bytes)
     except DecodeError as exc:
         return DeadLetter(record, exc.code, exc.reason)
     except ValueError as exc:
         return DeadLetter(record, "unexpected_topic", str(exc))
 
 
-def _start(record: Record, saga: SagaType) -> Inbound:
-    message = decode(saga.start_model, record.value)
+def _start(record: Record, saga: SagaType, max_bytes: int) -> Inbound:
+    message = decode(saga.start_model, record.value, max_bytes=max_bytes)
     data = message.model_dump(mode="json", exclude={"message_id", "schema_version"})
-    trace = header_value(record.headers or (), TRACEPARENT)
+    trace = traceparent_of(record.headers or ())
     if trace:
         data[TRACE_DATA_KEY] = trace
     key = saga.key_of(message)
@@ -56,15 +58,15 @@ def _start(record: Record, saga: SagaType) -> Inbound:
     return Inbound(saga_id, event, message_id, record, start=saga.definition)
 
 
-def _reply(record: Record, logical: str) -> Inbound | DeadLetter:
+def _reply(record: Record, logical: str, max_bytes: int) -> Inbound | DeadLetter:
     if logical == t.STEP_COMPLETED:
-        done = decode(SagaStepCompleted, record.value)
+        done = decode(SagaStepCompleted, record.value, max_bytes=max_bytes)
         event: StepSucceeded | StepFailed | CompensationSucceeded = StepSucceeded(
             done.step_name, done.result, done.command_id, done.attempt, done.message_id
         )
         reply: SagaStepCompleted | SagaStepFailed | SagaCompensationCompleted = done
     elif logical == t.STEP_FAILED:
-        failed = decode(SagaStepFailed, record.value)
+        failed = decode(SagaStepFailed, record.value, max_bytes=max_bytes)
         event = StepFailed(
             failed.step_name,
             failed.error,
@@ -76,7 +78,7 @@ def _reply(record: Record, logical: str) -> Inbound | DeadLetter:
         )
         reply = failed
     elif logical == t.COMPENSATION_COMPLETED:
-        comp = decode(SagaCompensationCompleted, record.value)
+        comp = decode(SagaCompensationCompleted, record.value, max_bytes=max_bytes)
         event = CompensationSucceeded(
             comp.step_name, comp.command_id, comp.attempt, comp.message_id
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,9 +16,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from saga_worker.errors import ConfigurationError
+from saga_worker.wire.codec import MAX_BYTES
+
+log = logging.getLogger(__name__)
 
 LEADERS_WITHIN_S = 30.0
+MAX_MESSAGE_BYTES = "max.message.bytes"  # a topic's limit on a record batch
 
 
 @dataclass(frozen=True)
@@ -50,16 +58,53 @@ class KafkaConnection:
         return opts
 
 
-def make_producer(conn: KafkaConnection, *, linger_ms: int = 1) -> AIOKafkaProducer:
+def make_producer(
+    conn: KafkaConnection, *, linger_ms: int = 1, max_request_size: int = MAX_BYTES
+) -> AIOKafkaProducer:
     # Idempotence implies acks=all; a short linger lets a batch's sends share requests.
+    # A worker's max_request_size is its SAGA_MAX_MESSAGE_BYTES (wire/codec.py).
     return AIOKafkaProducer(
         **conn.options(),
         enable_idempotence=True,
         acks="all",
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
+        max_request_size=max_request_size,
         request_timeout_ms=30_000,
     )
+
+
+async def check_record_size(
+    conn: KafkaConnection, topics: Iterable[str], record_bytes: int
+) -> None:
+    """ConfigurationError if a topic's max.message.bytes is below `record_bytes`.
+
+    The broker turns such a record away with a non-retriable error, in the middle
+    of a batch; better to refuse at start. Best effort: a topic the client may not
+    describe (ACLs), or a broker that does not answer, is not checked.
+    """
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, name, {MAX_MESSAGE_BYTES: None})
+        for name in sorted(set(topics))
+    ]
+    admin = AIOKafkaAdminClient(**conn.options())
+    try:
+        await admin.start()
+        responses = await admin.describe_configs(resources)
+    except KafkaError as exc:
+        log.warning("could not read the topics' max.message.bytes", extra={"error": repr(exc)})
+        return
+    finally:
+        await admin.close()
+    for response in responses:
+        for error_code, _, _, topic, entries in response.resources:
+            limits = [int(e[1]) for e in entries if e[0] == MAX_MESSAGE_BYTES and not error_code]
+            if limits and min(limits) < record_bytes:
+                raise ConfigurationError(
+                    f"SAGA_MAX_MESSAGE_BYTES is {record_bytes}, but topic {topic} accepts at"
+                    f" most {min(limits)} bytes (max.message.bytes): lower the setting or"
+                    " raise the topic's limit"
+                )
 
 
 def make_consumer(

@@ -29,7 +29,7 @@ class KeySpace:
 
     @property
     def timers(self) -> str:
-        """ZSET of `<saga_id>|<timer_id>` scored by due time (epoch ms)."""
+        """ZSET of `<saga_id>|<timer_id>` scored by due time (epoch ms, Redis's clock)."""
         return f"{self.namespace}timers"
 
     @property

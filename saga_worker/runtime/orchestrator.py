@@ -17,7 +17,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,12 @@ from redis.exceptions import RedisError
 from saga_worker.app import App
 from saga_worker.engine.events import TimerFired
 from saga_worker.engine.state import SagaState, SagaStatus
-from saga_worker.errors import ConfigurationError, StoreUnavailableError, is_transient
+from saga_worker.errors import (
+    ConfigurationError,
+    StoreUnavailableError,
+    UnknownDefinitionError,
+    is_transient,
+)
 from saga_worker.observability.metrics import OrchestratorMetrics
 from saga_worker.observability.tracing import configure_tracing
 from saga_worker.runtime.clock import utcnow
@@ -35,7 +40,7 @@ from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.inbound import to_inbound
 from saga_worker.runtime.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
 from saga_worker.runtime.publisher import Publisher
-from saga_worker.runtime.store import RedisSagaStore, SagaWrite
+from saga_worker.runtime.store import OutboxEntry, RedisSagaStore, SagaWrite
 from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
 
@@ -44,6 +49,11 @@ log = logging.getLogger(__name__)
 WORKER = "orchestrator"
 TIMER_BATCH = 500
 RETRY_PAUSE_S = 0.5
+# A timer of a saga version this instance does not run goes back for this long, for an
+# instance that runs it: long enough not to spin on it, short next to a rolling deploy.
+UNKNOWN_VERSION_RETRY = timedelta(seconds=5)
+
+Timer = tuple[str, str]  # (saga_id, timer_id), as the store claims them
 
 
 class Orchestrator:
@@ -60,6 +70,7 @@ class Orchestrator:
         self._app = app
         self._registry = app.registry
         self._clock = clock
+        self._unknown_versions: set[tuple[str, int | None]] = set()  # logged once each
         self._loop: ConsumerLoop | None = None
         self._publishing: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,8 +106,9 @@ class Orchestrator:
         self._redis = clients.redis
         store = RedisSagaStore(clients.redis, s.keys, retention=s.retention)
         self._store = store
-        self._processor = SagaProcessor(store, self._registry, self._clock)
-        self._publisher = Publisher(clients.producer, topics, WORKER)
+        limit = s.saga_max_message_bytes
+        self._processor = SagaProcessor(store, self._registry, self._clock, limit)
+        self._publisher = Publisher(clients.producer, topics, WORKER, limit)
         self._loop = ConsumerLoop(
             clients.consumer,
             [topics.physical(n) for n in self._app.orchestrator_inbound()],
@@ -213,31 +225,117 @@ class Orchestrator:
     # -- timers and the outbox sweeper -------------------------------------------------
 
     async def _fire_timers(self) -> bool:
-        claimed = await self._store.claim_due_timers(self._clock(), TIMER_BATCH)
+        # Due by Redis's clock, not ours: see store.py on timers and clocks.
+        claimed = await self._store.claim_due_timers(TIMER_BATCH)
         if not claimed:
             return False
         started_ns = time.time_ns()
         self.metrics.timers_fired(len(claimed))
-        applied = await self._processor.apply(
-            [Inbound(saga_id, TimerFired(timer_id)) for saga_id, timer_id in claimed]
-        )
+        applied, deferred = await self._apply_timers(claimed)
         self._observe(applied, started_ns)
         await self._publish(applied.writes)
-        await self._store.release_timers(claimed)
+        done = [timer for timer in claimed if timer not in deferred]  # fired, or dropped
+        await self._store.release_timers(done, deferred, retry_after=UNKNOWN_VERSION_RETRY)
         return len(claimed) == TIMER_BATCH
+
+    async def _apply_timers(self, claimed: Sequence[Timer]) -> tuple[Applied, set[Timer]]:
+        """Fires the batch; after a failure, saga by saga, so one saga cannot stop the rest.
+
+        A saga whose definition version this instance does not run (a rolling deploy)
+        keeps its timers for an instance that does: they are returned, to be put back
+        un-fired. A saga whose decision raises (an engine bug, a corrupt state) loses
+        the timer, with an error log and a metric, and is otherwise left as it was: the
+        engine alone changes a saga's state (see the README, "The orchestrator").
+        """
+
+        def fired(timers: Sequence[Timer]) -> list[Inbound]:
+            return [Inbound(saga_id, TimerFired(timer_id)) for saga_id, timer_id in timers]
+
+        try:
+            return await self._processor.apply(fired(claimed)), set()
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+        by_saga: dict[str, list[Timer]] = {}
+        for timer in claimed:
+            by_saga.setdefault(timer[0], []).append(timer)
+        merged = Applied()
+        deferred: set[Timer] = set()
+        for saga_id, timers in by_saga.items():
+            try:
+                merged.merge(await self._processor.apply(fired(timers)))
+            except UnknownDefinitionError as exc:
+                deferred.update(timers)
+                self._unknown_version(exc, len(timers))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                self.metrics.timers_dropped(len(timers))
+                log.exception(
+                    "deciding a saga's timer raised; the timer is dropped",
+                    extra={"saga_id": saga_id, "timers": [t for _, t in timers]},
+                )
+        return merged, deferred
+
+    def _unknown_version(self, exc: UnknownDefinitionError, timers: int) -> None:
+        self.metrics.timers_deferred(exc.name, exc.version, timers)
+        if (exc.name, exc.version) not in self._unknown_versions:
+            self._unknown_versions.add((exc.name, exc.version))
+            log.warning(
+                "timers of a saga version this instance does not run are left to one that does",
+                extra={
+                    "saga_type": exc.name,
+                    "version": exc.version,
+                    "known_versions": list(exc.known),
+                    "retry_after_s": UNKNOWN_VERSION_RETRY.total_seconds(),
+                },
+            )
 
     async def _sweep_outboxes(self) -> bool:
         threshold = timedelta(seconds=self._settings.saga_outbox_sweep_after_s)
         stale = await self._store.stale_outboxes(self._clock() - threshold, TIMER_BATCH)
-        await self._publisher.send_entries(e for entries in stale.values() for e in entries)
+        failed = dict(stale.unreadable)
+        sent = await self._republish_isolating_failures(stale.entries, failed)
         await self._store.clear_outboxes(
-            {saga_id: [e.message_id for e in entries] for saga_id, entries in stale.items()}
+            {saga_id: [e.message_id for e in entries] for saga_id, entries in sent.items()}
         )
-        if stale:
-            log.info("outbox sweeper republished", extra={"sagas": len(stale)})
+        if sent:
+            log.info("outbox sweeper republished", extra={"sagas": len(sent)})
+        if failed:
+            # Set aside, not dropped: each comes back one threshold later, and meanwhile
+            # stops holding a place at the head of the pending-outbox index.
+            self.metrics.outboxes_set_aside(len(failed))
+            for saga_id, reason in failed.items():
+                log.error(
+                    "outbox could not be republished; trying again later",
+                    extra={"saga_id": saga_id, "reason": reason},
+                )
+            await self._store.defer_outboxes(failed, self._clock())
         await self._store.forget_expired(self._clock() - self._settings.retention)
         await self._measure_backlog()
         return len(stale) == TIMER_BATCH
+
+    async def _republish_isolating_failures(
+        self, stale: Mapping[str, list[OutboxEntry]], failed: dict[str, str]
+    ) -> dict[str, list[OutboxEntry]]:
+        """Sends every saga's entries; after a failure, saga by saga, noting the culprits."""
+        try:
+            await self._publisher.send_entries(e for entries in stale.values() for e in entries)
+            return dict(stale)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+        sent: dict[str, list[OutboxEntry]] = {}
+        for saga_id, entries in stale.items():
+            try:
+                await self._publisher.send_entries(entries)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                failed[saga_id] = repr(exc)[:300]
+                continue
+            sent[saga_id] = entries
+        return sent
 
     async def _measure_backlog(self) -> None:
         keys = self._settings.keys

@@ -4,17 +4,38 @@ Kafka records, fired timers and operator commands all come through here, so
 the compare-and-set, duplicate detection and dead-lettering behave the same
 whichever way an event arrived. One Redis round trip loads the batch and one
 saves it; only sagas that lost a compare-and-set are loaded again.
+
+No message too large to send is ever saved: each decision's messages are
+measured before the save, against SAGA_MAX_MESSAGE_BYTES less the header room
+(wire/codec.py). A command or compensation that would be larger fails its step,
+as a business failure would (StepFailed, `too_large`, not retryable), and the
+engine decides what follows: the saga fails and compensates, or, when a
+compensation (or a step past the pivot) is what cannot be sent, it needs an
+operator. An outcome that would be larger goes out without the saga's data,
+saying so in `data_omitted`; a failure notice that would be, not at all.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from saga_worker.engine.decide import Outgoing, TimerCancel, TimerSet, command_belongs_to, decide
+import orjson
+
+from saga_worker.engine.decide import (
+    Decision,
+    Outgoing,
+    TimerCancel,
+    TimerSet,
+    command_belongs_to,
+    command_id,
+    compensation_id,
+    decide,
+)
 from saga_worker.engine.definition import DefinitionRegistry, SagaDefinition
 from saga_worker.engine.events import (
     CompensationSucceeded,
@@ -23,10 +44,17 @@ from saga_worker.engine.events import (
     StepFailed,
     StepSucceeded,
 )
-from saga_worker.engine.state import SagaState
+from saga_worker.engine.state import SagaState, StepStatus
 from saga_worker.errors import SagaWorkerError
 from saga_worker.runtime.store import Loaded, OutboxEntry, SagaStore, SagaWrite
-from saga_worker.wire import CORRELATION_ID, MESSAGE_TYPE, TRACEPARENT
+from saga_worker.wire import (
+    CORRELATION_ID,
+    HEADER_ROOM,
+    MAX_BYTES,
+    MESSAGE_TYPE,
+    TRACEPARENT,
+    valid_traceparent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +110,12 @@ class SagaProcessor:
         store: SagaStore,
         registry: DefinitionRegistry,
         clock: Callable[[], datetime],
+        max_message_bytes: int = MAX_BYTES,
     ) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
+        self._max_body_bytes = max_message_bytes - HEADER_ROOM
 
     async def apply(self, inbound: Sequence[Inbound]) -> Applied:
         by_saga: dict[str, list[Inbound]] = {}
@@ -151,6 +181,8 @@ class SagaProcessor:
                 dead.append(Rejected(item, *problem))
                 continue
             decision = decide(state, item.event, now, definition)
+            if decision.ignored is None:
+                decision = self._within_limit(decision, now, definition)
             if decision.ignored is not None:
                 ignored += 1
                 log.debug(
@@ -195,11 +227,56 @@ class SagaProcessor:
             raise ValueError("a StartSaga needs the definition it starts")
         return item.start
 
+    def _within_limit(
+        self, decision: Decision, now: datetime, definition: SagaDefinition
+    ) -> Decision:
+        """`decision` with no message over the limit (see the module docstring)."""
+        limit = self._max_body_bytes
+        sizes = [len(orjson.dumps(out.payload)) for out in decision.outgoing]
+        if all(size <= limit for size in sizes):
+            return decision
+        state = decision.state
+        assert state is not None  # a decision that sends something has a saga
+        sent: list[Outgoing] = []
+        timers = list(decision.timers)
+        todo = deque(zip(decision.outgoing, sizes, strict=True))
+        while todo:
+            out, size = todo.popleft()
+            if size <= limit:
+                sent.append(out)
+                continue
+            reason = f"{size} bytes, more than the {limit} a message may have, for {out.topic}"
+            log.warning(
+                "message too large; not sent",
+                extra={"saga_id": state.saga_id, "topic": out.topic, "bytes": size},
+            )
+            step = _step_of(state, out)
+            if step is None:
+                if "step_name" not in out.payload:  # an outcome: the saga is over, say why
+                    sent.append(_without_data(out, reason))
+                continue  # a failure notice: a participant would refuse it without the data
+            if not _awaits(state, step, out.message_id):
+                continue  # abandoned before it went out: its compensation follows
+            failed = decide(
+                state,
+                StepFailed(
+                    step, reason, error_code=TOO_LARGE, retryable=False, command_id=out.message_id
+                ),
+                now,
+                definition,
+            )
+            if failed.state is None or failed.ignored is not None:  # pragma: no cover
+                continue
+            state = failed.state
+            timers += failed.timers
+            todo += ((o, len(orjson.dumps(o.payload))) for o in failed.outgoing)
+        return Decision(state, tuple(sent), tuple(timers))
+
     @staticmethod
     def _entry(state: SagaState, out: Outgoing) -> OutboxEntry:
         headers = [(MESSAGE_TYPE, out.topic), (CORRELATION_ID, state.saga_id)]
         trace = state.data.get(TRACE_DATA_KEY)
-        if isinstance(trace, str):
+        if isinstance(trace, str) and valid_traceparent(trace):
             headers.append((TRACEPARENT, trace))
         return OutboxEntry(out.message_id, out.topic, out.key, out.payload, tuple(headers))
 
@@ -210,6 +287,39 @@ UNKNOWN_SAGA = ("unknown_saga", "no saga with this id exists (never started, or 
 TRACE_DATA_KEY = "traceparent"
 
 Reply = StepSucceeded | StepFailed | CompensationSucceeded
+
+TOO_LARGE = "too_large"  # the error code of a step whose message would be too large
+# What an outcome keeps when the saga's data would make it too large.
+_ENVELOPE = ("saga_id", "message_id", "schema_version", "error")
+
+
+def _step_of(state: SagaState, out: Outgoing) -> str | None:
+    """The step whose command or compensation `out` is, or None (an outcome, a notice)."""
+    step = out.payload.get("step_name")
+    st = state.steps.get(step) if isinstance(step, str) else None
+    if st is None or step is None:
+        return None
+    ids = (
+        command_id(state.saga_id, step, st.attempt),
+        compensation_id(state.saga_id, step, st.comp_attempt),
+    )
+    return step if out.message_id in ids else None
+
+
+def _awaits(state: SagaState, step: str, message_id: str) -> bool:
+    """Whether `step` still waits for the answer to `message_id`."""
+    st = state.steps[step]
+    if st.status is StepStatus.PENDING:
+        return message_id == command_id(state.saga_id, step, st.attempt)
+    if st.status is StepStatus.COMPENSATING:
+        return message_id == compensation_id(state.saga_id, step, st.comp_attempt)
+    return False
+
+
+def _without_data(out: Outgoing, reason: str) -> Outgoing:
+    payload: dict[str, Any] = {k: out.payload[k] for k in _ENVELOPE if k in out.payload}
+    payload["data_omitted"] = reason
+    return replace(out, payload=payload)
 
 
 def _refusal(

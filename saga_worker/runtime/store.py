@@ -3,6 +3,12 @@
 Every method works on a whole batch in one Redis round trip. A saga's write is
 one Lua script (see `lua/save_saga.lua`) guarded by the version it was read at;
 a lost compare-and-set is a normal outcome the caller re-decides, not an error.
+
+Timers run on one clock, the Redis server's (`TIME`, read inside the scripts):
+a write stores each timer as its delay from the decision's `now` (the state's
+`updated_at`) and the script adds that to the server's time; claiming compares
+due times with the server's time too. An instance whose own clock is off
+therefore fires no timer early or late; only the engine's timestamps follow it.
 """
 
 from __future__ import annotations
@@ -62,9 +68,21 @@ class SagaWrite:
     state: SagaState
     consumed: list[str] = field(default_factory=list)
     outbox: list[OutboxEntry] = field(default_factory=list)
-    timers_set: dict[str, datetime] = field(default_factory=dict)
+    timers_set: dict[str, datetime] = field(default_factory=dict)  # due from state.updated_at
     timers_cancelled: set[str] = field(default_factory=set)
     previous_status: str | None = None
+
+
+@dataclass(slots=True)
+class StaleOutboxes:
+    """What the sweeper found: entries by saga id, and sagas whose outbox cannot be read
+    (an entry in a format this version does not know), with why."""
+
+    entries: dict[str, list[OutboxEntry]] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.entries) + len(self.unreadable)
 
 
 class SagaStore(Protocol):
@@ -77,16 +95,25 @@ class SagaStore(Protocol):
     async def acknowledged(self, writes: Sequence[SagaWrite]) -> None:
         """Kafka acknowledged every outbox entry of these (saved) writes: clear them."""
 
-    async def claim_due_timers(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """Leases due timers as (saga_id, timer_id) pairs."""
+    async def claim_due_timers(self, limit: int) -> list[tuple[str, str]]:
+        """Leases timers due by the store's own clock as (saga_id, timer_id) pairs."""
 
-    async def release_timers(self, fired: Iterable[tuple[str, str]]) -> None:
-        """Forgets timers whose firing has been persisted."""
+    async def release_timers(
+        self,
+        done: Iterable[tuple[str, str]],
+        deferred: Iterable[tuple[str, str]] = (),
+        *,
+        retry_after: timedelta = timedelta(0),
+    ) -> None:
+        """Forgets claimed timers that are done with (fired and persisted, or dropped) and
+        puts the deferred ones back, due again `retry_after` from now, unless cancelled."""
 
-    async def stale_outboxes(
-        self, older_than: datetime, limit: int
-    ) -> dict[str, list[OutboxEntry]]:
+    async def stale_outboxes(self, older_than: datetime, limit: int) -> StaleOutboxes:
         """Outbox entries of sagas whose pending hint is older than `older_than`."""
+
+    async def defer_outboxes(self, saga_ids: Iterable[str], until: datetime) -> None:
+        """Moves the pending hints of these sagas to `until` (where they still exist), so
+        the sweeper comes back to them one threshold later instead of at once."""
 
     async def clear_outboxes(self, republished: Mapping[str, Sequence[str]]) -> None:
         """Drops republished entries (message ids by saga id), in one round trip."""
@@ -116,6 +143,7 @@ class RedisSagaStore:
         self._save = redis.register_script(_script("save_sagas"))
         self._ack = redis.register_script(_script("ack_sagas"))
         self._claim = redis.register_script(_script("claim_timers"))
+        self._release = redis.register_script(_script("release_timers"))
 
     @property
     def keys(self) -> KeySpace:
@@ -164,8 +192,9 @@ class RedisSagaStore:
             ]
             for entry in w.outbox:
                 args += [entry.message_id, entry.to_bytes()]
+            now_ms = to_ms(state.updated_at)  # the `now` the engine computed due times from
             for timer, due in w.timers_set.items():
-                args += [_timer_member(w.saga_id, timer), to_ms(due)]
+                args += [_timer_member(w.saga_id, timer), max(to_ms(due) - now_ms, 0)]
         saga_keys = [keys.saga(w.saga_id) for w in writes]
         versions = await self._call(
             self._save, [keys.timers, keys.pending_outboxes, *saga_keys], args
@@ -198,26 +227,25 @@ class RedisSagaStore:
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
 
-    async def claim_due_timers(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        try:
-            members = await self._claim(
-                keys=[self._keys.timers], args=[to_ms(now), self._lease_ms, limit]
-            )
-        except RedisError as exc:
-            raise StoreUnavailableError(f"redis: {exc}") from exc
+    async def claim_due_timers(self, limit: int) -> list[tuple[str, str]]:
+        members = await self._call(self._claim, [self._keys.timers], [self._lease_ms, limit])
         return [_split_timer(m) for m in members]
 
-    async def release_timers(self, fired: Iterable[tuple[str, str]]) -> None:
-        members = [_timer_member(s, t) for s, t in fired]
-        if members:
-            try:
-                await self._redis.zrem(self._keys.timers, *members)
-            except RedisError as exc:
-                raise StoreUnavailableError(f"redis: {exc}") from exc
+    async def release_timers(
+        self,
+        done: Iterable[tuple[str, str]],
+        deferred: Iterable[tuple[str, str]] = (),
+        *,
+        retry_after: timedelta = timedelta(0),
+    ) -> None:
+        later = [_timer_member(s, t) for s, t in deferred]
+        members = [_timer_member(s, t) for s, t in done]
+        if later or members:
+            retry_ms = int(retry_after.total_seconds() * 1000)
+            args = [retry_ms, len(later), *later, *members]
+            await self._call(self._release, [self._keys.timers], args)
 
-    async def stale_outboxes(
-        self, older_than: datetime, limit: int
-    ) -> dict[str, list[OutboxEntry]]:
+    async def stale_outboxes(self, older_than: datetime, limit: int) -> StaleOutboxes:
         try:
             members = await self._redis.zrangebyscore(
                 self._keys.pending_outboxes, "-inf", to_ms(older_than), start=0, num=limit
@@ -229,14 +257,28 @@ class RedisSagaStore:
                 rows = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
-        found: dict[str, list[OutboxEntry]] = {}
+        found = StaleOutboxes()
         for saga_id, row in zip(saga_ids, rows, strict=True):
-            found[saga_id] = [
-                OutboxEntry.from_bytes(f.decode()[len(OUTBOX_PREFIX) :], raw)
-                for f, raw in row.items()
-                if f.startswith(OUTBOX_PREFIX.encode())
-            ]
+            try:
+                found.entries[saga_id] = [
+                    OutboxEntry.from_bytes(f.decode()[len(OUTBOX_PREFIX) :], raw)
+                    for f, raw in row.items()
+                    if f.startswith(OUTBOX_PREFIX.encode())
+                ]
+            except (ValueError, TypeError) as exc:  # orjson's errors are ValueErrors
+                found.unreadable[saga_id] = f"unreadable outbox entry: {exc!r}"[:300]
         return found
+
+    async def defer_outboxes(self, saga_ids: Iterable[str], until: datetime) -> None:
+        ids = list(saga_ids)
+        if ids:
+            try:
+                # XX: a hint dropped meanwhile (its outbox cleared) must not come back.
+                await self._redis.zadd(
+                    self._keys.pending_outboxes, dict.fromkeys(ids, to_ms(until)), xx=True
+                )
+            except RedisError as exc:
+                raise StoreUnavailableError(f"redis: {exc}") from exc
 
     async def clear_outboxes(self, republished: Mapping[str, Sequence[str]]) -> None:
         if republished:

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from saga_worker.runtime.dependencies import wait_for_dependencies
 from saga_worker.runtime.health import HealthServer
-from saga_worker.runtime.kafka_clients import make_consumer, make_producer
+from saga_worker.runtime.kafka_clients import check_record_size, make_consumer, make_producer
 from saga_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class WorkerShell:
                 worker=self.worker,
             ):
                 return
-            producer = make_producer(s.kafka)
+            await check_record_size(s.kafka, self._topics, s.saga_max_message_bytes)
+            producer = make_producer(s.kafka, max_request_size=s.saga_max_message_bytes)
             consumer = make_consumer(
                 s.kafka,
                 group_id=self.group_id,

@@ -3,10 +3,18 @@
 `decode` never lets a bad value escape as anything but `DecodeError`, whose
 `code` is short and stable (it goes into dead-letter headers and metrics) and
 whose `reason` is one line for a human.
+
+Sizes, one policy for every worker: SAGA_MAX_MESSAGE_BYTES (default `MAX_BYTES`)
+bounds every record a worker reads or writes, whole (key, value, headers and
+Kafka's framing, as `record_size` counts them), and is the producer's
+`max_request_size`. A body the runtime builds may use all of it but
+`HEADER_ROOM`, which the key and the headers we set (a saga id, a topic name, a
+55-character traceparent) never come near. Dead letters are cut to fit.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
@@ -19,7 +27,10 @@ M = TypeVar("M", bound=WireMessage)
 
 DecodeErrorCode = Literal["not_utf8", "not_json", "not_object", "too_large", "too_deep", "invalid"]
 
-MAX_BYTES = 1024 * 1024
+MAX_BYTES = 1024 * 1024  # aiokafka's default max_request_size; brokers accept 1048588
+HEADER_ROOM = 16 * 1024  # of a record's bytes, kept for its key, headers and framing
+MAX_KEY_BYTES = 1024  # a longer record key is refused at intake
+MAX_HEADER_BYTES = 1024  # a longer header value is never read, nor copied to a dead letter
 # Free-form fields (`result`, unknown fields) may nest; a cap keeps a hostile
 # value from costing more than a bounded walk. orjson itself stops at 1024.
 MAX_DEPTH = 32
@@ -113,6 +124,63 @@ def make_headers(message_type: str, correlation_id: str, traceparent: str | None
     if traceparent is not None:
         headers.append((TRACEPARENT, traceparent.encode()))
     return headers
+
+
+def traceparent_of(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
+    """The record's W3C trace context, or None if absent or not well formed.
+
+    Only a header the W3C format allows travels on: never longer than 55
+    characters, so a hostile value cannot grow every message of a saga.
+    """
+    raw: bytes | None = None
+    for key, value in headers:
+        if key == TRACEPARENT:
+            raw = value
+    if raw is None or len(raw) > MAX_HEADER_BYTES:
+        return None
+    try:
+        return valid_traceparent(raw.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+
+
+_TRACEPARENT_CHARS = 55  # version 00: 2 + 1 + 32 + 1 + 16 + 1 + 2
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def valid_traceparent(value: str | None) -> str | None:
+    """`value` if it is a W3C traceparent; of a later version's, its 55-character head."""
+    if value is None:
+        return None
+    head = value[:_TRACEPARENT_CHARS]
+    match = _TRACEPARENT.fullmatch(head)
+    if match is None:
+        return None
+    version, trace_id, parent_id = match.groups()
+    if version == "ff" or not trace_id.strip("0") or not parent_id.strip("0"):
+        return None
+    if len(value) > _TRACEPARENT_CHARS and (version == "00" or value[_TRACEPARENT_CHARS] != "-"):
+        return None
+    return head
+
+
+# Kafka's framing of a record sent alone, at most: the v2 batch header, then the
+# record's varints (length, attributes, timestamp and offset deltas, key and value
+# lengths, header count), and per header its name and value lengths.
+_BATCH_BYTES = 61
+_RECORD_BYTES = 5 + 1 + 10 + 5 + 5 + 5 + 5
+_PER_HEADER_BYTES = 10
+
+
+def record_size(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
+) -> int:
+    """An upper bound of the bytes Kafka counts for this record in a batch of its own:
+    what the producer's max_request_size and the broker's message.max.bytes limit."""
+    size = _BATCH_BYTES + _RECORD_BYTES + len(key or b"") + len(value or b"")
+    for name, raw in headers:
+        size += _PER_HEADER_BYTES + len(name.encode()) + len(raw or b"")
+    return size
 
 
 def header_value(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:

@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from saga_worker.engine.state import SagaState
 from saga_worker.participant.definition import Participant
 from saga_worker.participant.knobs import Knobs
 from saga_worker.participant.runtime import ParticipantWorker
+from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.kafka_clients import (
     KafkaConnection,
     ensure_topics,
@@ -121,9 +122,11 @@ def order_app(definition: SagaDefinition = FAST_FULFILLMENT) -> App:
 
 @contextlib.asynccontextmanager
 async def running_orchestrator(
-    settings: Settings, definition: SagaDefinition = FAST_FULFILLMENT
+    settings: Settings,
+    definition: SagaDefinition = FAST_FULFILLMENT,
+    clock: Callable[[], datetime] = utcnow,
 ) -> AsyncIterator[Orchestrator]:
-    worker = Orchestrator(settings, order_app(definition))
+    worker = Orchestrator(settings, order_app(definition), clock=clock)
     task = asyncio.create_task(worker.run())
 
     async def ready() -> bool:

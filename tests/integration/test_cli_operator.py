@@ -184,7 +184,12 @@ async def test_dlq_lists_a_bad_record_and_replays_its_original_bytes(
     assert replayed.out.strip() == f"replayed 1 dead letters (1 to {source})"
     original, again = await read_topic(settings.kafka, source, expect=2)
     assert (again.key, again.value) == (original.key, original.value) == (b"o-bad", bad)
-    assert list(again.headers) == [("origin", b"shop")]
+    # The record's own headers go back, plus where it was replayed from and how often.
+    assert list(again.headers) == [
+        ("origin", b"shop"),
+        ("dlq.replayed_from", letter["id"].encode()),
+        ("dlq.replays", b"1"),
+    ]
 
     by_code = await cli(services, prefix, "dlq", "replay", "--code", "too_large")
     assert by_code.out.strip() == "replayed 0 dead letters"

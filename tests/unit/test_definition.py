@@ -1,14 +1,36 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from participants.app import saga_id_for_order
 from participants.order_fulfillment import ORDER_FULFILLMENT, default_registry
+from saga_worker.engine.decide import (
+    COMP_RETRY,
+    COMP_TIMEOUT,
+    RETRY,
+    TIMEOUT,
+    command_id,
+    compensation_id,
+    completed_message_id,
+    failed_message_id,
+    notice_id,
+    timer_id,
+)
 from saga_worker.engine.definition import (
     DEFAULT_RETRY,
+    KAFKA_TOPIC_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TOPIC_CHARS,
     RETRY_FOREVER,
+    SAGA_ID_CHARS,
+    TOPIC_PREFIX_ROOM,
+    WIRE_ID_CHARS,
+    WIRE_MAX_ATTEMPT,
     DefinitionRegistry,
     Parallel,
     SagaDefinition,
@@ -16,7 +38,16 @@ from saga_worker.engine.definition import (
     Step,
     StepKind,
 )
+from saga_worker.engine.harness import Fail, SagaHarness, StepScript
+from saga_worker.engine.state import SagaStatus
 from saga_worker.errors import DefinitionError, UnknownDefinitionError
+from saga_worker.wire import (
+    Attempt,
+    CompensationCommand,
+    Identifier,
+    SagaCommand,
+    SagaOutcome,
+)
 from schemas import topics
 
 
@@ -150,3 +181,113 @@ def test_registry_refuses_a_changed_definition_under_the_same_version() -> None:
 
 def test_default_registry_holds_order_fulfillment() -> None:
     assert default_registry().latest("OrderFulfillment") is ORDER_FULFILLMENT
+
+
+# -- names and topics fit what the wire and Kafka carry --------------------------------
+
+LONGEST = "n" * MAX_NAME_CHARS
+TOO_LONG = "n" * (MAX_NAME_CHARS + 1)
+UUID_SAGA_ID = saga_id_for_order("o-1")  # a uuid5 string, as App derives every saga id
+
+
+def test_the_engines_copy_of_the_wire_limits_agrees_with_the_wire() -> None:
+    ids = TypeAdapter(Identifier)
+    ids.validate_python("x" * WIRE_ID_CHARS)
+    with pytest.raises(ValidationError):
+        ids.validate_python("x" * (WIRE_ID_CHARS + 1))
+    attempts = TypeAdapter(Attempt)
+    attempts.validate_python(WIRE_MAX_ATTEMPT)
+    with pytest.raises(ValidationError):
+        attempts.validate_python(WIRE_MAX_ATTEMPT + 1)
+    assert len(UUID_SAGA_ID) == len(str(uuid.uuid5(uuid.NAMESPACE_URL, "x"))) == SAGA_ID_CHARS
+    assert MAX_TOPIC_CHARS + TOPIC_PREFIX_ROOM == KAFKA_TOPIC_CHARS == 249
+
+
+def derived_ids(saga_id: str, name: str, attempt: int) -> dict[str, str]:
+    """Every id decide derives, with decide's own functions."""
+    return {
+        "command": command_id(saga_id, name, attempt),
+        "compensation": compensation_id(saga_id, name, attempt),
+        "notice": notice_id(saga_id, name),
+        "completed": completed_message_id(saga_id),
+        "failed": failed_message_id(saga_id),
+        **{
+            f"timer {k}": timer_id(k, name, attempt)
+            for k in (TIMEOUT, RETRY, COMP_TIMEOUT, COMP_RETRY)
+        },
+    }
+
+
+def test_the_name_bound_is_exactly_what_the_longest_derived_id_leaves() -> None:
+    longest = derived_ids(UUID_SAGA_ID, LONGEST, WIRE_MAX_ATTEMPT)
+    assert max(len(i) for i in longest.values()) == WIRE_ID_CHARS  # fits, with no room to spare
+    for value in longest.values():
+        TypeAdapter(Identifier).validate_python(value)
+    one_more = derived_ids(UUID_SAGA_ID, TOO_LONG, WIRE_MAX_ATTEMPT)
+    assert len(one_more["command"]) == WIRE_ID_CHARS + 1
+
+
+@pytest.mark.parametrize(
+    ("build", "what"),
+    [
+        (lambda name: Step(name, "svc.a", "svc.undo_a"), "step name"),
+        (lambda name: Step(name, "svc.p", kind=StepKind.PIVOT), "step name"),
+        (lambda name: saga(comp("a"), name=name), "saga name"),
+        (lambda name: saga(comp("a"), failure_notices=((name, "svc.n"),)), "failure notice name"),
+    ],
+    ids=["compensatable-step", "pivot-step", "saga", "failure-notice"],
+)
+def test_a_name_too_long_for_its_derived_ids_is_refused(build: Any, what: str) -> None:
+    build(LONGEST)
+    with pytest.raises(DefinitionError, match=rf"^{what} 'n+' is 85 characters, more than 84: "):
+        build(TOO_LONG)
+
+
+def test_every_message_of_a_saga_with_the_longest_names_passes_the_wire() -> None:
+    definition = saga(
+        Step(LONGEST, "svc.n", "svc.undo_n"),
+        Step("p" * MAX_NAME_CHARS, "svc.p", kind=StepKind.PIVOT),
+        name="s" * MAX_NAME_CHARS,
+        failure_notices=(("f" * MAX_NAME_CHARS, "svc.f"),),
+    )
+    scripts = {"p" * MAX_NAME_CHARS: StepScript(then=Fail("no", retryable=False))}
+    harness = SagaHarness(definition, scripts)
+    assert harness.run_saga(UUID_SAGA_ID, {"k": "v"}).status is SagaStatus.FAILED
+    assert [m.topic for m in harness.published] == [
+        "svc.n",
+        "svc.p",
+        "svc.undo_n",
+        "svc.f",
+        "Failed",
+    ]
+    models: dict[str, type[BaseModel]] = {"svc.undo_n": CompensationCommand, "Failed": SagaOutcome}
+    for message in harness.published:
+        models.get(message.topic, SagaCommand).model_validate(message.payload)  # or dead letter
+        TypeAdapter(Identifier).validate_python(message.message_id)
+
+
+@pytest.mark.parametrize(
+    ("topic", "message"),
+    [
+        ("t" * (MAX_TOPIC_CHARS + 1), "is 201 characters, more than 200: Kafka allows 249"),
+        (".", "valid Kafka topic name"),
+        ("..", "valid Kafka topic name"),
+    ],
+)
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda topic: Step("a", topic, "svc.undo"),
+        lambda topic: Step("a", "svc.a", topic),
+        lambda topic: SagaDefinition("S", 1, (comp("a"),), topic, "Failed"),
+        lambda topic: SagaDefinition("S", 1, (comp("a"),), "Done", topic),
+        lambda topic: saga(comp("a"), failure_notices=(("n", topic),)),
+    ],
+    ids=["command", "compensation", "completed", "failed", "notice"],
+)
+def test_a_topic_kafka_could_not_hold_under_a_prefix_is_refused(
+    build: Any, topic: str, message: str
+) -> None:
+    build("t" * MAX_TOPIC_CHARS)
+    with pytest.raises(DefinitionError, match=message):
+        build(topic)

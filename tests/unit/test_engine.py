@@ -18,6 +18,7 @@ from saga_worker.engine.decide import (
 )
 from saga_worker.engine.events import (
     CompensationSucceeded,
+    Event,
     OperatorAbort,
     OperatorRetry,
     StartSaga,
@@ -623,3 +624,126 @@ def test_retriable_group_after_the_pivot_keeps_going() -> None:
     state = h.state(SID)
     assert state.status is SagaStatus.COMPLETED
     assert (state.step("e").attempt, state.step("f").attempt) == (6, 4)
+
+
+# -- minimal failures that may be copies of an earlier attempt's ----------------------
+
+
+def applied(state: SagaState, event: Event) -> SagaState:
+    decision = decide(state, event, T0, D)
+    assert decision.ignored is None, decision.ignored
+    assert decision.state is not None
+    return decision.state
+
+
+def waiting_for(step: str) -> SagaState:
+    """A saga whose steps before `step` succeeded: attempt 1 of `step` is in flight."""
+    state = started()
+    for name in COMPENSATABLE[: COMPENSATABLE.index(step)]:
+        state = applied(state, StepSucceeded(name, RESULTS[name], command_id(SID, name, 1), 1))
+    return state
+
+
+@pytest.mark.parametrize("retryable", [True, None])
+@pytest.mark.parametrize("failing", COMPENSATABLE)
+def test_a_redelivered_minimal_failure_cannot_skip_the_compensation(
+    failing: str, retryable: bool | None
+) -> None:
+    # attempt 1 fails; its reply (no command_id, no attempt) arrives again after attempts 2, 3
+    copy = StepFailed(failing, "gateway busy", retryable=retryable)
+    state = applied(waiting_for(failing), copy)
+    assert not state.step(failing).uncertain  # attempt 1 was the only one sent
+    again = f"step {failing} is failed, not awaiting a reply"
+    assert_ignored(decide(state, copy, T0, D), state, again)  # one failure per attempt
+    assert STEP_RETRY.max_attempts == 3
+    for attempt in (2, 3):
+        state = applied(state, TimerFired(f"r:{failing}:{attempt - 1}"))
+        state = applied(state, copy)
+        assert state.step(failing).uncertain  # attempt 2 or 3 may have charged, unheard
+    assert state.status is SagaStatus.COMPENSATING
+    assert state.step(failing).status is StepStatus.COMPENSATING
+    assert state.error == (
+        f"step {failing}: attempt 3 failed (minimal reply: may be an earlier attempt's): "
+        "gateway busy"
+    )
+    done = COMPENSATABLE[: COMPENSATABLE.index(failing) + 1]  # including its own
+    for name in reversed(done):
+        assert state.step(name).status is StepStatus.COMPENSATING
+        state = applied(state, CompensationSucceeded(name, compensation_id(SID, name, 1), 1))
+    assert state.status is SagaStatus.FAILED
+    assert {name: state.step(name).status for name in done} == dict.fromkeys(
+        done, StepStatus.COMPENSATED
+    )
+
+
+@pytest.mark.parametrize(
+    ("retried", "reply", "uncertain"),
+    [
+        pytest.param(
+            False,
+            StepFailed("reserve_inventory", "busy", retryable=True),
+            False,
+            id="minimal-at-attempt-1",
+        ),
+        pytest.param(
+            True,
+            StepFailed("reserve_inventory", "busy", retryable=True),
+            True,
+            id="minimal-retryable-at-attempt-2",
+        ),
+        pytest.param(
+            True,
+            StepFailed("reserve_inventory", "busy"),
+            True,
+            id="minimal-unspecified-at-attempt-2",
+        ),
+        pytest.param(
+            True,
+            StepFailed("reserve_inventory", "no stock", retryable=False),
+            False,
+            id="minimal-business-failure-at-attempt-2",
+        ),
+        pytest.param(
+            True,
+            StepFailed("reserve_inventory", "busy", retryable=True, attempt=2),
+            False,
+            id="with-attempt",
+        ),
+        pytest.param(
+            True,
+            StepFailed(
+                "reserve_inventory",
+                "busy",
+                retryable=True,
+                command_id="saga-1:reserve_inventory:a2",
+            ),
+            False,
+            id="with-command-id",
+        ),
+    ],
+)
+def test_only_a_failure_that_may_be_an_earlier_attempts_leaves_the_step_uncertain(
+    retried: bool, reply: StepFailed, uncertain: bool
+) -> None:
+    state = started()
+    if retried:
+        first = StepFailed("reserve_inventory", "busy", retryable=True, attempt=1)
+        state = applied(applied(state, first), TimerFired("r:reserve_inventory:1"))
+    after = applied(state, reply)
+    assert after.step("reserve_inventory").attempt == (2 if retried else 1)
+    assert after.step("reserve_inventory").status is StepStatus.FAILED
+    assert after.step("reserve_inventory").uncertain is uncertain
+
+
+@pytest.mark.parametrize("failing", COMPENSATABLE)
+def test_a_minimal_participant_failing_every_attempt_is_compensated_too(failing: str) -> None:
+    # Its failures of attempts 2 and 3 cannot be told from copies of attempt 1's.
+    h = run({failing: StepScript(then=Fail("busy", retryable=True))}, minimal_replies=True)
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.step(failing).attempt == 3
+    assert state.step(failing).status is StepStatus.COMPENSATED
+    done = COMPENSATABLE[: COMPENSATABLE.index(failing) + 1]
+    comps = [m.topic for m in h.published if m.topic in COMP_TOPIC.values()]
+    assert comps == [COMP_TOPIC[s] for s in reversed(done)]
+    assert_quiet(h)

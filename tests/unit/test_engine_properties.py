@@ -142,9 +142,13 @@ def scenarios(draw: st.DrawFn) -> tuple[SagaDefinition, dict[str, StepScript], b
 
 
 def drive(
-    definition: SagaDefinition, scripts: dict[str, StepScript], minimal: bool, abort_ms: int | None
+    definition: SagaDefinition,
+    scripts: dict[str, StepScript],
+    minimal: bool,
+    abort_ms: int | None,
+    harness: SagaHarness | None = None,
 ) -> SagaHarness:
-    harness = SagaHarness(definition, scripts, minimal_replies=minimal)
+    harness = harness or SagaHarness(definition, scripts, minimal_replies=minimal)
     harness.start(SID, {"order_id": "o-1"})
     if abort_ms is not None:
         harness.deliver(SID, OperatorAbort("test"), timedelta(milliseconds=abort_ms))
@@ -245,6 +249,65 @@ def test_random_sagas_end_well(
     definition, scripts, minimal, abort_ms = scenario
     harness = drive(definition, scripts, minimal, abort_ms)
     check_invariants(harness, definition)
+    replay(harness, definition)
+
+
+# -- redelivered minimal failures ----------------------------------------------------
+
+
+class Redelivering(SagaHarness):
+    """Minimal participants whose every failure reply is delivered again, unchanged,
+    after each of `again` (so a copy may arrive after later attempts were sent)."""
+
+    def __init__(
+        self,
+        definition: SagaDefinition,
+        scripts: dict[str, StepScript],
+        again: tuple[timedelta, ...],
+    ) -> None:
+        super().__init__(definition, scripts, minimal_replies=True)
+        self.again = again
+
+    def deliver(self, saga_id: str, event: Event, delay: timedelta = timedelta(0)) -> None:
+        super().deliver(saga_id, event, delay)
+        if isinstance(event, StepFailed):
+            for extra in self.again:
+                super().deliver(saga_id, event, delay + extra)
+
+
+def failures_taken(harness: SagaHarness) -> Counter[tuple[str, int]]:
+    """How many failures each (step, attempt) took while it awaited its reply."""
+    taken: Counter[tuple[str, int]] = Counter()
+    before: SagaState | None = None
+    for a in harness.log:
+        if a.decision.ignored is not None:
+            continue
+        if isinstance(a.event, StepFailed) and before is not None:
+            st_ = before.step(a.event.step)
+            if st_.status is StepStatus.PENDING:
+                taken[(a.event.step, st_.attempt)] += 1
+        before = a.decision.state
+    return taken
+
+
+redeliveries = st.lists(
+    st.integers(0, 15_000).map(lambda ms: timedelta(milliseconds=ms)), min_size=1, max_size=2
+)
+
+
+@SMALLER
+@given(scenarios(), redeliveries)
+def test_redelivered_minimal_failures_never_skip_a_compensation(
+    scenario: tuple[SagaDefinition, dict[str, StepScript], bool, int | None],
+    again: list[timedelta],
+) -> None:
+    definition, scripts, _, abort_ms = scenario
+    harness = Redelivering(definition, scripts, tuple(again))
+    drive(definition, scripts, True, abort_ms, harness)
+    # a step that took effect is compensated once, whatever copies arrived
+    check_invariants(harness, definition)
+    # copies use up at most one retry per attempt: an attempt takes one failure
+    assert all(n == 1 for n in failures_taken(harness).values())
     replay(harness, definition)
 
 

@@ -17,3 +17,9 @@ end
 if ARGV[2] == 'fault' then
   return {'transient', cjson.encode({t = 'failed', c = ARGV[6], e = ARGV[7], rt = true})}
 end
+if not (string.find(ARGV[8], '^[1-9]%d*$') and #ARGV[8] <= 15) then
+  -- The epilogue's SET ... PX would refuse it only after the domain body wrote, and
+  -- every retry would write again: refuse before anything is written.
+  return {'transient', cjson.encode({t = 'failed', c = 'invalid_ttl', rt = true,
+    e = 'ttl of the records must be whole milliseconds from 1 to 10^15-1, got ' .. ARGV[8]})}
+end

@@ -4,10 +4,14 @@
 -- ARGV[1] status index key prefix, ARGV[2] retention of finished sagas (ms), then per write:
 --   saga_id, expected_version, state_json, finished ('1'/'0'), updated_ms, status,
 --   previous_status ('' for a new saga), n_seen, n_out, n_timers,
---   then n_seen consumed message ids, n_out (message_id, record), n_timers (member, due_ms).
+--   then n_seen consumed message ids, n_out (message_id, record), n_timers (member, delay_ms).
+-- A timer is due delay_ms after now on the server's clock (TIME), the clock claim_timers.lua
+-- claims by: no instance's own clock decides when a timer fires.
 -- Returns per write the new version, or -1 for a lost compare-and-set.
 local timers, pending = KEYS[1], KEYS[2]
 local status_prefix, retention = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local results = {}
 local a = 3
 for k = 3, #KEYS do
@@ -50,7 +54,7 @@ for k = 3, #KEYS do
     end
     if n_out > 0 then redis.call('ZADD', pending, 'NX', updated, saga_id) end
     for _ = 1, n_timers do
-      redis.call('ZADD', timers, ARGV[a + 1], ARGV[a])
+      redis.call('ZADD', timers, now + tonumber(ARGV[a + 1]), ARGV[a])
       a = a + 2
     end
     if status ~= previous then
