@@ -110,5 +110,8 @@ class EffectStoreUnavailableError(ParticipantError):
 
 def is_transient(exc: BaseException) -> bool:
     """Whether trying the same work again may succeed: our `retriable` flag, or
-    aiokafka's (its errors carry the same attribute), or a dropped connection."""
+    aiokafka's (its errors carry the same attribute), or a dropped connection.
+
+    The runtime asks `saga_worker.runtime.transient.worth_retrying`, which adds the
+    Kafka and Redis errors their libraries leave unmarked (this module imports neither)."""
     return bool(getattr(exc, "retriable", False)) or isinstance(exc, ConnectionError | TimeoutError)

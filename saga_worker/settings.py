@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     saga_timer_poll_ms: int = Field(default=100, ge=10, le=60_000)
     saga_health_port: int = Field(default=0, ge=0, le=65535)  # 0: no health/metrics server
     saga_health_host: str = "127.0.0.1"
+    # Every Redis command (and connect) fails after this long instead of hanging.
+    saga_redis_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    # /healthz turns 503 when one batch has been in hand (retrying or hanging) this long.
+    saga_stall_after_s: float = Field(default=300.0, gt=0)
     # Fault injection for chaos tests: SIGKILL the orchestrator at this point of a
     # batch, with this probability. Never set in production.
     saga_crash_point: Literal["after_save", "after_publish"] | None = None

@@ -20,7 +20,6 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import orjson
 import typer
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga_worker.app import App
@@ -49,6 +48,7 @@ from saga_worker.cli.views import (
 from saga_worker.engine.state import SagaStatus
 from saga_worker.errors import StoreUnavailableError, UnknownSagaTypeError
 from saga_worker.runtime.kafka_admin import GroupLag, consumer_lag
+from saga_worker.runtime.redis_client import make_redis
 from saga_worker.settings import Settings
 from saga_worker.wire import topics as t
 
@@ -138,7 +138,7 @@ def _run_with_app(
 
 @asynccontextmanager
 async def _operations(settings: Settings, the_app: App) -> AsyncIterator[Operations]:
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     try:
         yield Operations(settings, redis, the_app)
     finally:

@@ -33,6 +33,7 @@ from saga_worker.participant.protocol import (
     parse_settled,
     script_args,
 )
+from saga_worker.runtime.transient import redis_refused_for_now
 from saga_worker.wire import SagaCommand
 
 # Redis did not answer: the batch is tried again (EffectStoreUnavailableError).
@@ -96,6 +97,12 @@ class EffectStore:
 
 
 def settled_from_script(raw: object) -> Settled:
+    if redis_refused_for_now(raw):
+        # Out of memory, read-only, loading...: the server's state, not the step's. The
+        # batch is retried (nothing is answered), rather than burning the saga's retries.
+        raise EffectStoreUnavailableError(f"redis: {raw!r}") from (
+            raw if isinstance(raw, BaseException) else None
+        )
     if isinstance(raw, ResponseError | RedisError):
         # A script that raised wrote nothing it had not checked; answer retryable.
         return Settled(Fault.from_exception("internal_error", raw).as_failed(), fresh=False)

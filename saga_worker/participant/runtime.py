@@ -144,6 +144,7 @@ class ParticipantWorker:
             max_records=s.saga_batch_size,
         )
         self._loop = loop
+        self._shell.watch(loop)
         await loop.subscribe()
         if self._stopping.is_set():
             loop.stop()

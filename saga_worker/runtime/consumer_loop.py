@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -19,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from saga_worker.errors import is_transient
+from saga_worker.runtime.transient import worth_retrying
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ class ConsumerLoop:
         self.in_flight = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
+        self._handling_since: float | None = None  # time.monotonic() the batch came in
+
+    def stalled_for(self) -> float:
+        """Seconds the batch in hand has been handled (retrying or hanging); 0 if none."""
+        since = self._handling_since
+        return 0.0 if since is None else time.monotonic() - since
 
     async def subscribe(self) -> None:
         """Subscribes once the consumer's metadata lists every topic.
@@ -115,19 +122,23 @@ class ConsumerLoop:
     async def _handle_until_done(self, records: Sequence[Record]) -> bool:
         """Retries a batch through transient failures (Redis or Kafka away) until stopped."""
         pause = RETRY_PAUSE_S
-        while True:
-            try:
-                await self._handler(records)
-                return True
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("batch failed; retrying", extra={"error": repr(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
-            if self._stopping.is_set():
-                return False
-            pause = min(pause * 2, MAX_RETRY_PAUSE_S)
+        self._handling_since = time.monotonic()
+        try:
+            while True:
+                try:
+                    await self._handler(records)
+                    return True
+                except Exception as exc:
+                    if not worth_retrying(exc):
+                        raise
+                    log.warning("batch failed; retrying", extra={"error": repr(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
+                if self._stopping.is_set():
+                    return False
+                pause = min(pause * 2, MAX_RETRY_PAUSE_S)
+        finally:
+            self._handling_since = None
 
     async def _commit(self, records: Sequence[Record]) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}

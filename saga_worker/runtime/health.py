@@ -1,6 +1,7 @@
 """Liveness, readiness and metrics over HTTP for container platforms and Prometheus.
 
-`GET /healthz` answers 200 while the worker's loops are alive; `GET /readyz`
+`GET /healthz` answers 200 while the worker's loops are alive and its consumer
+loop makes progress (see worker_shell.py); `GET /readyz`
 answers 200 once it has joined its consumer group and reached Redis, 503
 otherwise; `GET /metrics` serves the worker's Prometheus metrics. Binds to
 loopback unless SAGA_HEALTH_HOST says otherwise.

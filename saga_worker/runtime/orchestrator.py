@@ -30,7 +30,6 @@ from saga_worker.errors import (
     ConfigurationError,
     StoreUnavailableError,
     UnknownDefinitionError,
-    is_transient,
 )
 from saga_worker.observability.metrics import OrchestratorMetrics
 from saga_worker.observability.tracing import configure_tracing
@@ -41,6 +40,7 @@ from saga_worker.runtime.inbound import to_inbound
 from saga_worker.runtime.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
 from saga_worker.runtime.publisher import Publisher
 from saga_worker.runtime.store import OutboxEntry, RedisSagaStore, SagaWrite
+from saga_worker.runtime.transient import worth_retrying
 from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
 
@@ -115,6 +115,7 @@ class Orchestrator:
             self._handle_batch,
             max_records=s.saga_batch_size,
         )
+        self._shell.watch(self._loop)
         await self._loop.subscribe()
         if self._stopping.is_set():
             self._loop.stop()
@@ -178,7 +179,7 @@ class Orchestrator:
         try:
             await self._publish(writes)
         except Exception as exc:
-            if not is_transient(exc):
+            if not worth_retrying(exc):
                 raise
             log.warning("publish failed; the sweeper will resend", extra={"error": repr(exc)})
         self._maybe_crash("after_publish")
@@ -201,7 +202,7 @@ class Orchestrator:
         try:
             return await self._processor.apply(inbound)
         except Exception as exc:
-            if is_transient(exc):
+            if worth_retrying(exc):
                 raise
             log.exception("batch failed; isolating the record that breaks it")
         merged = Applied()
@@ -209,7 +210,7 @@ class Orchestrator:
             try:
                 one = await self._processor.apply([item])
             except Exception as exc:
-                if is_transient(exc):
+                if worth_retrying(exc):
                     raise
                 # A bug on one record must not stop the others: dead-letter it.
                 reason = repr(exc)[:300]
@@ -254,7 +255,7 @@ class Orchestrator:
         try:
             return await self._processor.apply(fired(claimed)), set()
         except Exception as exc:
-            if is_transient(exc):
+            if worth_retrying(exc):
                 raise
         by_saga: dict[str, list[Timer]] = {}
         for timer in claimed:
@@ -268,7 +269,7 @@ class Orchestrator:
                 deferred.update(timers)
                 self._unknown_version(exc, len(timers))
             except Exception as exc:
-                if is_transient(exc):
+                if worth_retrying(exc):
                     raise
                 self.metrics.timers_dropped(len(timers))
                 log.exception(
@@ -323,14 +324,14 @@ class Orchestrator:
             await self._publisher.send_entries(e for entries in stale.values() for e in entries)
             return dict(stale)
         except Exception as exc:
-            if is_transient(exc):
+            if worth_retrying(exc):
                 raise
         sent: dict[str, list[OutboxEntry]] = {}
         for saga_id, entries in stale.items():
             try:
                 await self._publisher.send_entries(entries)
             except Exception as exc:
-                if is_transient(exc):
+                if worth_retrying(exc):
                     raise
                 failed[saga_id] = repr(exc)[:300]
                 continue
@@ -357,7 +358,7 @@ class Orchestrator:
             try:
                 more = await work()
             except Exception as exc:
-                if not is_transient(exc):
+                if not worth_retrying(exc):
                     raise
                 log.warning("background work failed; retrying", extra={"error": repr(exc)})
                 more = False

@@ -10,7 +10,10 @@ The shell serves /healthz at once (alive while waiting for Kafka and Redis, so a
 liveness probe does not kill a worker that is only waiting), creates the topics
 the worker needs and reaches Redis, starts the producer and the consumer, runs
 the body, and whatever happens closes everything in reverse order. /readyz
-answers 200 once the body called `mark_ready()` and until `stop()`.
+answers 200 once the body called `mark_ready()` and until `stop()`. /healthz
+answers 503 once the worker's loops died (`live`) or the consumer loop the body
+passed to `watch()` has held one batch, retrying or hanging, for longer than
+SAGA_STALL_AFTER_S: then a platform restarts the worker.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
+from saga_worker.runtime.consumer_loop import ConsumerLoop
 from saga_worker.runtime.dependencies import wait_for_dependencies
 from saga_worker.runtime.health import HealthServer
 from saga_worker.runtime.kafka_clients import check_record_size, make_consumer, make_producer
+from saga_worker.runtime.redis_client import make_redis
 from saga_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,7 @@ class WorkerShell:
             metrics=metrics,
         )
         self._running = False
+        self._watched: ConsumerLoop | None = None
 
     @property
     def ready(self) -> bool:
@@ -75,13 +81,26 @@ class WorkerShell:
     def stop(self) -> None:
         self.stopping.set()
 
+    def watch(self, loop: ConsumerLoop) -> None:
+        """Liveness follows this loop's progress from now on (see the module docstring)."""
+        self._watched = loop
+
     def _alive(self) -> bool:
-        return not self._running or self._live()
+        if self._running and not self._live():
+            return False
+        stalled = self._watched.stalled_for() if self._watched is not None else 0.0
+        if stalled > self._settings.saga_stall_after_s:
+            log.error(
+                "no progress: one batch in hand for too long; liveness fails",
+                extra={"worker": self.worker, "stalled_s": round(stalled, 1)},
+            )
+            return False
+        return True
 
     async def run(self, body: Callable[[Clients], Awaitable[None]]) -> None:
         """Runs `body` with started clients; returns at once if stopped while waiting."""
         s = self._settings
-        redis = Redis.from_url(s.redis_url.get_secret_value())
+        redis = make_redis(s)
         try:
             if s.saga_health_port:
                 await self.health.start()

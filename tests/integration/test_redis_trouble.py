@@ -1,0 +1,136 @@
+"""A participant whose Redis is in trouble retries its batch; it never answers a failure.
+
+Each test runs its own redis-server on a free port: they break it (out of memory,
+paused), which must not disturb the tests sharing the main Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+from redis.exceptions import RedisError
+
+from participants.payment import PAYMENT
+from participants.seed import SeedData, load_seed
+from saga_worker.settings import Settings
+from schemas import topics as t
+from tests.eventually import assert_eventually
+from tests.integration.saga_support import bus, running_participants, settings_for
+from tests.ports import free_ports
+from tests.services import Services
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server")
+
+SEED = SeedData(stock={"sku-a": 10}, balances={"alice": 10_000})
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[str]:
+    (port,) = free_ports(1)
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped in the teardown
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+            *("--dir", str(tmp_path), "--save", "", "--appendonly", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = aioredis.Redis.from_url(url)
+
+    async def answers() -> bool:
+        try:
+            return bool(await client.ping())
+        except RedisError:
+            return False
+
+    try:
+        await assert_eventually(answers, within=10, message="private redis up")
+        yield url
+    finally:
+        await client.aclose()
+        server.terminate()
+        server.wait()
+
+
+def payment(saga_id: str) -> dict[str, Any]:
+    return {
+        "saga_id": saga_id,
+        "order_id": f"order-{saga_id}",
+        "customer_id": "alice",
+        "items": [{"sku": "sku-a", "quantity": 2, "unit_price": 1_000}],
+        "payment_method": "card",
+        "shipping_address": {"country": "DE", "city": "Berlin", "postal_code": "10115"},
+        "step_name": "process_payment",
+        "command_id": f"{saga_id}:process_payment:a1",
+        "attempt": 1,
+    }
+
+
+async def _seeded(services: Services, prefix: str, url: str, **overrides: Any) -> Settings:
+    settings = settings_for(services, prefix, **overrides).model_copy(
+        update={"redis_url": SecretStr(url)}
+    )
+    client = aioredis.Redis.from_url(url)
+    try:
+        await load_seed(client, prefix, SEED)
+    finally:
+        await client.aclose()
+    return settings
+
+
+async def test_a_participant_whose_redis_is_out_of_memory_answers_nothing_then_succeeds_once(
+    services: Services, prefix: str, private_redis: str
+) -> None:
+    settings = await _seeded(services, prefix, private_redis)
+    admin = aioredis.Redis.from_url(private_redis)
+    try:
+        async with running_participants(settings, [PAYMENT]), bus(settings) as b:
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", "1")
+            await b.send(t.PROCESS_PAYMENT, payment("s1"))
+            # Retried, not answered: a failed reply would burn one of the saga's attempts.
+            await asyncio.sleep(3)
+            assert await b.replies() == []
+            await admin.config_set("maxmemory", "0")
+            done = await b.wait_for(1, t.STEP_COMPLETED)
+            await asyncio.sleep(1)
+            replies = await b.replies()
+        assert [r.topic for r in replies] == [settings.topics.physical(t.STEP_COMPLETED)]
+        assert orjson.loads(done[0].value)["result"]["amount"] == 2_000
+    finally:
+        await admin.aclose()
+
+
+async def test_a_paused_redis_times_out_and_the_batch_is_retried_until_it_answers(
+    services: Services, prefix: str, private_redis: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = await _seeded(services, prefix, private_redis, saga_redis_timeout_s=1.0)
+    admin = aioredis.Redis.from_url(private_redis)
+    caplog.set_level(logging.WARNING, logger="saga_worker.runtime.consumer_loop")
+    try:
+        async with running_participants(settings, [PAYMENT]), bus(settings) as b:
+            await admin.client_pause(5000, all=True)
+            await b.send(t.PROCESS_PAYMENT, payment("s1"))
+
+            async def retried() -> bool:
+                return any("batch failed; retrying" in r.getMessage() for r in caplog.records)
+
+            # With no socket timeout the worker would sit in its batch for the whole pause.
+            await assert_eventually(retried, within=4.5, message="batch retried mid-pause")
+            done = await b.wait_for(1, t.STEP_COMPLETED)
+            await asyncio.sleep(1)
+            replies = await b.replies()
+        assert [r.topic for r in replies] == [settings.topics.physical(t.STEP_COMPLETED)]
+        assert orjson.loads(done[0].value)["saga_id"] == "s1"
+    finally:
+        await admin.aclose()
