@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -10,6 +9,7 @@ from redis.asyncio import Redis
 
 from participants.app import saga_id_for_order
 from tests.eventually import assert_eventually
+from tests.http_probe import http_status
 from tests.integration.saga_support import (
     OrchestratorProcess,
     SagaReader,
@@ -21,15 +21,6 @@ from tests.integration.saga_support import (
     settings_for,
 )
 from tests.services import Services
-
-
-async def http_status(port: int, path: str) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    status_line = await reader.readline()
-    writer.close()
-    return int(status_line.split()[1])
 
 
 async def test_health_and_readiness_answer_while_running(services: Services, prefix: str) -> None:

@@ -25,6 +25,7 @@ from participants.seed import SeedData, load_seed
 from saga_worker.settings import Settings
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.http_probe import http_status
 from tests.integration.saga_support import bus, running_participants, settings_for
 from tests.ports import free_ports
 from tests.services import Services
@@ -132,5 +133,32 @@ async def test_a_paused_redis_times_out_and_the_batch_is_retried_until_it_answer
             replies = await b.replies()
         assert [r.topic for r in replies] == [settings.topics.physical(t.STEP_COMPLETED)]
         assert orjson.loads(done[0].value)["saga_id"] == "s1"
+    finally:
+        await admin.aclose()
+
+
+async def test_liveness_turns_false_while_redis_hangs_a_batch_and_true_once_it_answers(
+    services: Services, prefix: str, private_redis: str
+) -> None:
+    settings = await _seeded(
+        services, prefix, private_redis, saga_redis_timeout_s=0.5, saga_stall_after_s=1.5
+    )
+    admin = aioredis.Redis.from_url(private_redis)
+    try:
+        async with running_participants(settings, [PAYMENT]) as (worker,), bus(settings) as b:
+            health = worker.health
+            await health.start()  # port 0 in settings means "off"; bind an ephemeral one here
+            try:
+                assert await http_status(health.port, "/healthz") == 200
+                await admin.client_pause(6000, all=True)
+                await b.send(t.PROCESS_PAYMENT, payment("s1"))
+                # The batch is retried, not lost, yet a platform must learn the worker is stuck.
+                await assert_eventually(
+                    lambda: http_status(health.port, "/healthz"), lambda c: c == 503, within=6
+                )
+                await b.wait_for(1, t.STEP_COMPLETED)
+                assert await http_status(health.port, "/healthz") == 200
+            finally:
+                await health.stop()
     finally:
         await admin.aclose()
