@@ -24,6 +24,13 @@ How a saga runs:
 - Compensations time out and are retried with the definition's
   compensation_retry policy; one that gives up puts the saga in
   NEEDS_OPERATOR. OperatorRetry resumes the stuck steps with a fresh budget.
+- "Forever" is bounded: a policy with max_attempts=None gives up (as a finite
+  one would) after UNLIMITED_ATTEMPTS attempts of one budget, and no step
+  or compensation is ever sent an attempt past WIRE_MAX_ATTEMPT, the largest
+  the wire carries; OperatorRetry is refused for a step that reached it.
+- The history keeps its first HISTORY_HEAD and last HISTORY_TAIL entries; the
+  ones between are replaced by one `HistoryTrimmed` entry whose detail counts
+  them and whose statuses span them.
 - OperatorAbort compensates a running saga on purpose, unless its pivot
   already succeeded.
 - A reply carrying `command_id` answers exactly that command; one carrying
@@ -59,7 +66,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from saga_worker.engine.definition import SagaDefinition, Step, StepKind
+from saga_worker.engine.definition import WIRE_MAX_ATTEMPT, SagaDefinition, Step, StepKind
 from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
@@ -70,7 +77,7 @@ from saga_worker.engine.events import (
     StepSucceeded,
     TimerFired,
 )
-from saga_worker.engine.retry import compute_backoff
+from saga_worker.engine.retry import RetryPolicy, compute_backoff
 from saga_worker.engine.state import (
     NOT_STARTED,
     TERMINAL,
@@ -85,6 +92,11 @@ from saga_worker.errors import DefinitionMismatchError
 
 SCHEMA_VERSION = 1
 _DETAIL_MAX = 200  # history details and stored errors are truncated to this
+# Bounds on what grows with a saga's age (see the module docstring).
+UNLIMITED_ATTEMPTS = 1_000  # per budget, for max_attempts=None: hours to days of retries
+HISTORY_HEAD = 20
+HISTORY_TAIL = 200
+HISTORY_TRIMMED = "HistoryTrimmed"  # the event name of the marker entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +298,7 @@ class _Draft:
             status=self.current,
             data=self.data,
             steps=self.steps,
-            history=tuple(self.history),
+            history=_bounded(self.history),
             created_at=self.created_at,
             updated_at=self.now,
             error=self.error,
@@ -299,6 +311,39 @@ class _Draft:
 
 def _clip(text: str) -> str:
     return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 1] + "…"
+
+
+def _bounded(history: list[Transition]) -> tuple[Transition, ...]:
+    """The history, its middle replaced by one HISTORY_TRIMMED entry once it is longer
+    than HISTORY_HEAD + 1 + HISTORY_TAIL: the marker counts every entry dropped so far
+    and goes from the first dropped entry's status to the last one's."""
+    if len(history) <= HISTORY_HEAD + 1 + HISTORY_TAIL:
+        return tuple(history)
+    dropped = history[HISTORY_HEAD:-HISTORY_TAIL]
+    count = len(dropped)
+    if dropped[0].event == HISTORY_TRIMMED and dropped[0].detail:
+        count += int(dropped[0].detail.split()[0]) - 1  # the old marker stood for these
+    marker = Transition(
+        dropped[-1].at,
+        HISTORY_TRIMMED,
+        dropped[0].from_status,
+        dropped[-1].to_status,
+        None,
+        f"{count} entries dropped",
+    )
+    return (*history[:HISTORY_HEAD], marker, *history[-HISTORY_TAIL:])
+
+
+def _no_attempt_left(policy: RetryPolicy, made: int, attempt: int) -> str | None:
+    """None while another attempt may follow `attempt` (the `made`-th of its budget);
+    otherwise why not: "" when the policy's max_attempts ran out, else which bound."""
+    if attempt >= WIRE_MAX_ATTEMPT:
+        return f"attempt {attempt} is the last the wire carries"
+    if policy.max_attempts is None:
+        if made >= UNLIMITED_ATTEMPTS:
+            return f"unlimited retries stop after {UNLIMITED_ATTEMPTS} attempts"
+        return None
+    return None if policy.allows_another(made) else ""
 
 
 # -- starting and moving forward -----------------------------------------------------
@@ -462,13 +507,15 @@ def _attempt_failed(d: _Draft, step: Step, retryable: bool | None, reason: str) 
     """The step's current attempt failed or timed out (its state says which)."""
     st = d.get(step.name)
     made = st.attempt - st.base
-    if retryable is not False and step.policy.allows_another(made):
+    bound = _no_attempt_left(step.policy, made, st.attempt)
+    if retryable is not False and bound is None:
         delay = compute_backoff(step.policy, made, command_id(d.saga_id, step.name, st.attempt))
         d.set_timer(timer_id(RETRY, step.name, st.attempt), d.now + delay)
         d.stay(step.name, reason)
     elif step.kind is StepKind.RETRIABLE:
         d.put(step.name, replace(st, stuck=True))
-        d.operator_reason = _clip(f"step {step.name} gave up after {made} attempts: {reason}")
+        why = f" ({bound})" if retryable is not False and bound else ""
+        d.operator_reason = _clip(f"step {step.name} gave up after {made} attempts{why}: {reason}")
         d.move(SagaStatus.NEEDS_OPERATOR, step.name, reason)
     else:
         _fail(d, _clip(f"step {step.name}: {reason}"), step.name)
@@ -570,7 +617,8 @@ def _compensation_attempt_failed(
     st = replace(d.get(step.name), status=StepStatus.COMPENSATION_FAILED, error=reason)
     made = st.comp_attempt - st.comp_base
     policy = d.defn.compensation_retry
-    if retryable is not False and policy.allows_another(made):
+    bound = _no_attempt_left(policy, made, st.comp_attempt)
+    if retryable is not False and bound is None:
         d.put(step.name, st)
         seed = compensation_id(d.saga_id, step.name, st.comp_attempt)
         delay = compute_backoff(policy, made, seed)
@@ -578,8 +626,9 @@ def _compensation_attempt_failed(
         d.stay(step.name, reason)
     else:
         d.put(step.name, replace(st, stuck=True))
+        why = f" ({bound})" if retryable is not False and bound else ""
         d.operator_reason = _clip(
-            f"compensation of {step.name} gave up after {made} attempts: {reason}"
+            f"compensation of {step.name} gave up after {made} attempts{why}: {reason}"
         )
         d.move(SagaStatus.NEEDS_OPERATOR, step.name, reason)
 
@@ -621,8 +670,12 @@ def _on_operator_retry(d: _Draft) -> str | None:
     stuck = [s for s in d.defn.groups[d.stage] if d.get(s.name).stuck]
     if not stuck:  # pragma: no cover - NEEDS_OPERATOR always has a stuck step
         return "no stuck step to retry"
-    d.operator_reason = None
     compensating = d.get(stuck[0].name).status is StepStatus.COMPENSATION_FAILED
+    for s in stuck:
+        st = d.get(s.name)
+        if (st.comp_attempt if compensating else st.attempt) >= WIRE_MAX_ATTEMPT:
+            return f"step {s.name} made every attempt the wire carries ({WIRE_MAX_ATTEMPT})"
+    d.operator_reason = None
     resumed = SagaStatus.COMPENSATING if compensating else SagaStatus.PENDING
     d.move(resumed, stuck[0].name, "resumed by operator")
     for s in stuck:

@@ -28,6 +28,13 @@ class KeySpace:
         return f"{self.namespace}saga:{{{saga_id}}}"
 
     @property
+    def saga_affixes(self) -> tuple[str, str]:
+        """What comes before and after the saga id in `saga(id)`, for scripts that
+        derive saga keys from the ids an index holds."""
+        prefix, _, suffix = self.saga("\n").partition("\n")
+        return prefix, suffix
+
+    @property
     def timers(self) -> str:
         """ZSET of `<saga_id>|<timer_id>` scored by due time (epoch ms, Redis's clock)."""
         return f"{self.namespace}timers"

@@ -109,7 +109,8 @@ class SagaStore(Protocol):
         puts the deferred ones back, due again `retry_after` from now, unless cancelled."""
 
     async def stale_outboxes(self, older_than: datetime, limit: int) -> StaleOutboxes:
-        """Outbox entries of sagas whose pending hint is older than `older_than`."""
+        """Outbox entries of sagas whose pending hint is older than `older_than`; drops
+        the hints of sagas that no longer exist or hold no entry."""
 
     async def defer_outboxes(self, saga_ids: Iterable[str], until: datetime) -> None:
         """Moves the pending hints of these sagas to `until` (where they still exist), so
@@ -144,6 +145,7 @@ class RedisSagaStore:
         self._ack = redis.register_script(_script("ack_sagas"))
         self._claim = redis.register_script(_script("claim_timers"))
         self._release = redis.register_script(_script("release_timers"))
+        self._stale = redis.register_script(_script("stale_outboxes"))
 
     @property
     def keys(self) -> KeySpace:
@@ -246,17 +248,15 @@ class RedisSagaStore:
             await self._call(self._release, [self._keys.timers], args)
 
     async def stale_outboxes(self, older_than: datetime, limit: int) -> StaleOutboxes:
-        try:
-            members = await self._redis.zrangebyscore(
-                self._keys.pending_outboxes, "-inf", to_ms(older_than), start=0, num=limit
-            )
-            saga_ids = [_text(m) for m in members]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for saga_id in saga_ids:
-                    pipe.hgetall(self._keys.saga(saga_id))
-                rows = await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailableError(f"redis: {exc}") from exc
+        # one script: it also drops hints of sagas gone or without entries
+        prefix, suffix = self._keys.saga_affixes
+        found_rows = await self._call(
+            self._stale,
+            [self._keys.pending_outboxes],
+            [to_ms(older_than), limit, prefix, suffix],
+        )
+        saga_ids = [_text(saga_id) for saga_id, _ in found_rows]
+        rows = [dict(zip(flat[::2], flat[1::2], strict=True)) for _, flat in found_rows]
         found = StaleOutboxes()
         for saga_id, row in zip(saga_ids, rows, strict=True):
             try:

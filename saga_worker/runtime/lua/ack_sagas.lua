@@ -2,6 +2,13 @@
 -- A saga's pending-outbox hint goes once its outbox is empty.
 -- KEYS[1] pending-outbox zset, KEYS[2] timers zset, KEYS[3..] saga hashes.
 -- ARGV per saga: saga_id, n_ids, n_cancelled, message ids..., cancelled timer members...
+-- Lua's unpack fails past about 8,000 values, so no call unpacks a list that grows with
+-- the data: `chunked` sends it in slices of 500 (an even size keeps field/value pairs).
+local function chunked(command, key, values)
+  for i = 1, #values, 500 do
+    redis.call(command, key, unpack(values, i, math.min(i + 499, #values)))
+  end
+end
 local a = 1
 for k = 3, #KEYS do
   local key = KEYS[k]
@@ -13,7 +20,7 @@ for k = 3, #KEYS do
       fields[#fields + 1] = 'o:' .. ARGV[a]
       a = a + 1
     end
-    redis.call('HDEL', key, unpack(fields))
+    chunked('HDEL', key, fields)
     local left = false
     for _, f in ipairs(redis.call('HKEYS', key)) do
       if string.sub(f, 1, 2) == 'o:' then
@@ -29,7 +36,7 @@ for k = 3, #KEYS do
       members[#members + 1] = ARGV[a]
       a = a + 1
     end
-    redis.call('ZREM', KEYS[2], unpack(members))
+    chunked('ZREM', KEYS[2], members)
   end
 end
 return 1

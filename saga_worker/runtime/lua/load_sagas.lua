@@ -11,6 +11,12 @@ for i, key in ipairs(KEYS) do
     fields[#fields + 1] = 'm:' .. ARGV[a]
     a = a + 1
   end
-  out[i] = redis.call('HMGET', key, unpack(fields))
+  -- unpack fails past about 8,000 values: ask in slices of 500, whatever the batch
+  local row = {}
+  for j = 1, #fields, 500 do
+    local got = redis.call('HMGET', key, unpack(fields, j, math.min(j + 499, #fields)))
+    for g = 1, #got do row[j + g - 1] = got[g] end
+  end
+  out[i] = row
 end
 return out

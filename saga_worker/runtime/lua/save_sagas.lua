@@ -8,6 +8,13 @@
 -- A timer is due delay_ms after now on the server's clock (TIME), the clock claim_timers.lua
 -- claims by: no instance's own clock decides when a timer fires.
 -- Returns per write the new version, or -1 for a lost compare-and-set.
+-- Lua's unpack fails past about 8,000 values, so no call unpacks a list that grows with
+-- the data: `chunked` sends it in slices of 500 (an even size keeps field/value pairs).
+local function chunked(command, key, values)
+  for i = 1, #values, 500 do
+    redis.call(command, key, unpack(values, i, math.min(i + 499, #values)))
+  end
+end
 local timers, pending = KEYS[1], KEYS[2]
 local status_prefix, retention = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -41,7 +48,7 @@ for k = 3, #KEYS do
       fields[#fields + 1] = ARGV[a + 1]
       a = a + 2
     end
-    redis.call('HSET', key, unpack(fields))
+    chunked('HSET', key, fields)
     if finished then
       -- A finished saga turns every later message away by its status alone: its
       -- consumed ids are dead weight for the whole retention.
@@ -49,7 +56,7 @@ for k = 3, #KEYS do
       for _, f in ipairs(redis.call('HKEYS', key)) do
         if string.sub(f, 1, 2) == 'm:' then seen[#seen + 1] = f end
       end
-      if #seen > 0 then redis.call('HDEL', key, unpack(seen)) end
+      chunked('HDEL', key, seen)
       redis.call('PEXPIRE', key, retention)
     end
     if n_out > 0 then redis.call('ZADD', pending, 'NX', updated, saga_id) end
