@@ -6,7 +6,7 @@ STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: install up down status lint test test-unit chaos demo bench schemas clean
+.PHONY: install up down status lint test test-unit chaos demo bench soak schemas clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ schemas: install
 BENCH_ARGS ?=
 bench: install
 	$(STACK) run -- $(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# An hour of sagas whose confirmation always fails: each must end in needs_operator,
+# no larger than its bounded history. SOAK_ARGS="--rate 0.2 --start-minutes 10" to vary.
+SOAK_ARGS ?=
+soak: install
+	$(STACK) run -- $(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 clean: down
 	rm -rf .runtime

@@ -27,9 +27,12 @@ from saga_worker.runtime.kafka_clients import KafkaConnection, make_producer
 from saga_worker.runtime.orchestrator import Orchestrator
 from saga_worker.settings import Settings
 from saga_worker.wire import (
+    DLQ_DROPPED_HEADERS,
     DLQ_ERROR_CODE,
     DLQ_SOURCE_TOPIC,
     DLQ_WORKER,
+    MAX_HEADER_BYTES,
+    MAX_KEY_BYTES,
     TRACEPARENT,
     header_value,
 )
@@ -58,6 +61,9 @@ DLQ_SHA256 = "dlq.sha256"
 BROKER_DEFAULT = 1_048_588  # message.max.bytes of a broker nobody configured
 GARBAGE = random.Random(12).randbytes(1_048_400)  # fits the broker, not UTF-8, not JSON
 DEFINITION = fast_fulfillment(timeout=timedelta(seconds=5))
+# What the sample's workers read: the orchestrator its start and reply topics, each
+# participant its command topics.
+INPUT_TOPICS = (t.ORDER_CREATED, *t.REPLY_TOPICS, *t.COMMAND_TOPICS)
 GOOD_ITEMS = [{"sku": "sku-espresso-beans", "quantity": 1, "unit_price": 2490}]
 
 
@@ -131,14 +137,18 @@ async def test_garbage_near_the_brokers_limit_is_dead_lettered_cut_to_fit_and_no
     system: Running,
 ) -> None:
     s = system.settings
-    sources = [t.ORDER_CREATED, t.STEP_COMPLETED, t.RESERVE_ITEMS]
+    sources = INPUT_TOPICS
     await produce_all(s.kafka, [(s.topics.physical(n), b"k-1", GARBAGE) for n in sources])
 
-    letters = await read_topic(s.kafka, s.topics.physical(t.DEAD_LETTER), expect=3, within=30)
+    letters = await read_topic(
+        s.kafka, s.topics.physical(t.DEAD_LETTER), expect=len(sources), within=60
+    )
 
     assert sorted(str(header_value(r.headers, DLQ_SOURCE_TOPIC)) for r in letters) == sorted(
         s.topics.physical(n) for n in sources
     )
+    workers = {header_value(r.headers, DLQ_WORKER) for r in letters}
+    assert workers == {"orchestrator", *(p.worker for p in system.participants)}
     digest = hashlib.sha256(GARBAGE).hexdigest()
     for letter in letters:
         assert header_value(letter.headers, DLQ_ERROR_CODE) in {"not_utf8", "too_large"}
@@ -299,3 +309,57 @@ async def test_a_limit_the_broker_would_refuse_stops_the_worker_at_start_in_one_
 async def _outbox_of(redis: Redis, settings: Settings, saga_id: str) -> list[bytes]:
     fields = await redis.hkeys(settings.keys.saga(saga_id))
     return [f for f in fields if isinstance(f, bytes) and f.startswith(b"o:")]
+
+
+def exactly(size: int) -> bytes:
+    """A JSON object of exactly `size` bytes that no topic's model accepts."""
+    value = padded({"saga_id": "s-edge"}, size)
+    assert len(value) == size
+    return value
+
+
+@pytest.mark.parametrize("system", [{"saga_max_message_bytes": LOW}], indirect=True)
+async def test_every_input_topic_draws_each_line_where_the_limits_say(system: Running) -> None:
+    """Just under and just over each limit, on every topic a worker reads: the value
+    (SAGA_MAX_MESSAGE_BYTES), the key (MAX_KEY_BYTES) and a header (MAX_HEADER_BYTES)."""
+    s = system.settings
+    at_cap, over_cap = b"h" * MAX_HEADER_BYTES, b"h" * (MAX_HEADER_BYTES + 1)
+    cases = {  # key -> (value, the code its dead letter must carry)
+        b"value-at-limit": (exactly(LOW), "invalid"),
+        b"value-over-limit": (exactly(LOW + 1), "too_large"),
+        b"a" * MAX_KEY_BYTES: (b"{}", "invalid"),
+        b"b" * (MAX_KEY_BYTES + 1): (b"{}", "key_too_large"),
+    }
+    producer = make_producer(s.kafka)
+    await producer.start()
+    try:
+        for name in INPUT_TOPICS:
+            for key, (value, _) in cases.items():
+                headers = [("x-at-cap", at_cap), ("x-over-cap", over_cap)]
+                await producer.send_and_wait(
+                    s.topics.physical(name), value, key=key, headers=headers
+                )
+    finally:
+        await producer.stop()
+
+    expected = len(INPUT_TOPICS) * len(cases)
+    letters = await read_topic(
+        s.kafka, s.topics.physical(t.DEAD_LETTER), expect=expected, within=60
+    )
+
+    assert len(letters) == expected
+    wanted = {key[:MAX_KEY_BYTES]: code for key, (_, code) in cases.items()}
+    seen: dict[str, list[str]] = {}
+    for letter in letters:
+        code = header_value(letter.headers, DLQ_ERROR_CODE)
+        assert code == wanted[letter.key], (letter.key[:20], code)
+        seen.setdefault(str(header_value(letter.headers, DLQ_SOURCE_TOPIC)), []).append(code)
+        # The header at its cap travels with the letter; the one past it does not.
+        assert header_value(letter.headers, "x-at-cap") == at_cap.decode()
+        assert header_value(letter.headers, "x-over-cap") is None
+        assert header_value(letter.headers, DLQ_DROPPED_HEADERS) == "1"
+    assert {topic: sorted(codes) for topic, codes in seen.items()} == {
+        s.topics.physical(name): sorted(wanted.values()) for name in INPUT_TOPICS
+    }
+    await system.saga_completes("o-after-the-edges")
+    assert all_alive(system.orchestrator, system.participants) == []
