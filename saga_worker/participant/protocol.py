@@ -35,11 +35,14 @@ from saga_worker.wire import (
     SagaReply,
     SagaStepCompleted,
     SagaStepFailed,
+    encode,
 )
 from saga_worker.wire import topics as t
 
 JsonObject = dict[str, JsonValue]
 MAX_ID_CHARS = 128  # schemas.fields.Identifier
+# The one field of a result that was too large to reply with: why it was left out.
+RESULT_OMITTED = "result_omitted"
 MAX_FAULT_CHARS = 200
 
 
@@ -175,3 +178,15 @@ def build_reply(
             **common, error=outcome.error, retryable=outcome.retryable, error_code=outcome.code
         )
     return t.COMPENSATION_COMPLETED, SagaCompensationCompleted(**common)
+
+
+def reply_body(reply: SagaReply, max_body_bytes: int) -> bytes:
+    """The encoded reply, at most `max_body_bytes`: a completed step whose result would
+    make it larger replies with `{RESULT_OMITTED: why}` instead. The effect happened,
+    so the step must not be told failed (it would not be compensated); a producer
+    refusing the reply would stop the worker on that command for good."""
+    body = encode(reply)
+    if len(body) <= max_body_bytes or not isinstance(reply, SagaStepCompleted):
+        return body
+    why = f"{len(body)} bytes, more than the {max_body_bytes} a reply may have"
+    return encode(reply.model_copy(update={"result": {RESULT_OMITTED: why}}))

@@ -50,6 +50,7 @@ from saga_worker.participant.protocol import (
     Settled,
     Verdict,
     build_reply,
+    reply_body,
 )
 from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
 from saga_worker.runtime.dead_letters import DeadLetter
@@ -57,11 +58,11 @@ from saga_worker.runtime.publisher import Publisher
 from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
 from saga_worker.wire import (
+    HEADER_ROOM,
     MAX_KEY_BYTES,
     DecodeError,
     SagaCommand,
     decode,
-    encode,
     make_headers,
     traceparent_of,
 )
@@ -259,9 +260,10 @@ class ParticipantWorker:
     ) -> asyncio.Future[Any]:
         command = pending.command
         topic, reply = build_reply(command, pending.logical_topic, settled.outcome)
+        body = reply_body(reply, self._settings.saga_max_message_bytes - HEADER_ROOM)
         fut: asyncio.Future[Any] = await self._producer.send(
             self._topics.physical(topic),
-            encode(reply),
+            body,
             key=command.saga_id.encode(),
             headers=make_headers(topic, command.saga_id, traceparent),
         )

@@ -27,6 +27,7 @@ from saga_worker.participant.knobs import CRASH_EXIT_CODE, Knobs
 from saga_worker.participant.protocol import JsonObject, Kind
 from saga_worker.participant.runtime import ParticipantWorker
 from saga_worker.settings import Settings, load_settings
+from saga_worker.wire import HEADER_ROOM
 from saga_worker.wire import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import bus
@@ -191,6 +192,30 @@ async def test_a_worker_injecting_business_failures_never_calls_the_handler(
     )
     assert gateway.charges == {}
     assert gateway.refunds == {"s2/charge": 1}  # compensations are never refused
+
+
+async def test_a_result_too_large_to_reply_with_is_left_out_and_the_worker_goes_on(
+    services: Services, prefix: str
+) -> None:
+    limit = 64 * 1024
+    s = settings_for(services, prefix).model_copy(update={"saga_max_message_bytes": limit})
+
+    async def bulky(command: Charge, key: str) -> JsonObject:
+        return {"receipt": key, "blob": "x" * command.amount}
+
+    participant = HandlerParticipant(
+        name="gateway", routes={CHARGE: Handler(Charge, Kind.ACTION, bulky)}
+    )
+    async with running(s, participant) as worker, bus(s) as b:
+        await b.send(CHARGE, cmd("s-big", amount=100_000))
+        await b.send(CHARGE, cmd("s-small", amount=10))
+        replies = {body(r)["saga_id"]: body(r) for r in await b.wait_for(2, t.STEP_COMPLETED)}
+        assert worker.ready
+    # The charge happened: the step completed, only its result is not carried.
+    (why,) = replies["s-big"]["result"].values()
+    assert list(replies["s-big"]["result"]) == ["result_omitted"]
+    assert f"more than the {limit - HEADER_ROOM} a reply may have" in why
+    assert replies["s-small"]["result"] == {"receipt": "s-small/charge", "blob": "x" * 10}
 
 
 # -- a worker killed between the outside call and the store ---------------------------
