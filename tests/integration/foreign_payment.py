@@ -41,6 +41,9 @@ class ForeignPayment:
             bootstrap_servers=self.bootstrap,
             group_id=f"{self.prefix}foreign-payment",
             auto_offset_reset="earliest",
+            # A group joined before the client saw its topics' partitions assigns
+            # nothing until metadata is refreshed: every second, not every 5 minutes.
+            metadata_max_age_ms=1000,
         )
         producer = KafkaProducer(bootstrap_servers=self.bootstrap)
         try:
