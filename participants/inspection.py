@@ -2,6 +2,11 @@
 
 `snapshot()` reads everything in one pipelined round trip; the single readers are
 for a test that cares about one thing.
+
+Records kept per saga live SAGA_RETENTION_S (participants.keys): what the scripts
+dropped since shows as tallies, `settled_stock` and `settled_charges` (the units and
+amounts of expired reservations and charges) and `trimmed` (how many shipments,
+cancellations, notices and sent marks were dropped).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ class DomainSnapshot:
     shipments: dict[str, Shipment] = field(default_factory=dict)  # active, by saga id
     cancelled_shipments: dict[str, Shipment] = field(default_factory=dict)  # by saga id
     notices: list[Notice] = field(default_factory=list)  # in stream order
+    settled_stock: dict[str, int] = field(default_factory=dict)  # sku -> units expired
+    settled_charges: dict[str, int] = field(default_factory=dict)  # customer -> expired
+    # shipments | cancelled | notices | sent -> records dropped past their retention
+    trimmed: dict[str, int] = field(default_factory=dict)
 
 
 def _text(value: bytes | str) -> str:
@@ -110,7 +119,23 @@ async def snapshot(redis: Redis, key_prefix: str) -> DomainSnapshot:
         pipe.hgetall(ship.shipments)
         pipe.hgetall(ship.cancelled)
         pipe.xrange(note.notices)
-        stock, held, balances, charges, shipments, cancelled, notices = await pipe.execute()
+        pipe.hgetall(inv.settled)
+        pipe.hgetall(pay.settled)
+        pipe.hgetall(ship.trimmed)
+        pipe.hgetall(note.trimmed)
+        (
+            stock,
+            held,
+            balances,
+            charges,
+            shipments,
+            cancelled,
+            notices,
+            settled_stock,
+            settled_charges,
+            ship_trimmed,
+            note_trimmed,
+        ) = await pipe.execute()
     return DomainSnapshot(
         stock=_ints(stock),
         reservations=_reservations(held),
@@ -119,6 +144,9 @@ async def snapshot(redis: Redis, key_prefix: str) -> DomainSnapshot:
         shipments=_shipments(shipments),
         cancelled_shipments=_shipments(cancelled),
         notices=_notices(notices),
+        settled_stock=_ints(settled_stock),
+        settled_charges=_ints(settled_charges),
+        trimmed={**_ints(ship_trimmed), **_ints(note_trimmed)},
     )
 
 

@@ -37,7 +37,7 @@ def prepare_reserve(command: ReserveItems) -> Verdict:
 
 def _domain_keys(prefix: str) -> tuple[str, ...]:
     k = keys.inventory(prefix)
-    return (k.stock, k.reservations)
+    return (k.stock, k.reservations, k.reservations_written, k.settled)
 
 
 INVENTORY = Participant(

@@ -40,7 +40,7 @@ def prepare_cancellation(command: SendCancellationNotice) -> Verdict:
 
 def _domain_keys(prefix: str) -> tuple[str, ...]:
     k = keys.notification(prefix)
-    return (k.notices, k.sent)
+    return (k.notices, k.sent, k.sent_written, k.trimmed)
 
 
 NOTIFICATION = Participant(

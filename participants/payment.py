@@ -47,7 +47,7 @@ def prepare_charge(command: ProcessPayment) -> Verdict:
 
 def _domain_keys(prefix: str) -> tuple[str, ...]:
     k = keys.payment(prefix)
-    return (k.balances, k.charges)
+    return (k.balances, k.charges, k.charges_written, k.settled)
 
 
 PAYMENT = Participant(

@@ -111,4 +111,4 @@ def shipping_participant(countries: frozenset[str] = DEFAULT_COUNTRIES) -> Parti
 
 def _domain_keys(prefix: str) -> tuple[str, ...]:
     k = keys.shipping(prefix)
-    return (k.shipments, k.cancelled)
+    return (k.shipments, k.cancelled, k.shipments_written, k.cancelled_written, k.trimmed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from saga_worker.errors import ConfigurationError
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     saga_max_message_bytes: int = Field(default=MAX_BYTES, ge=2 * HEADER_ROOM, le=2**31 - 1)
     saga_batch_size: int = Field(default=500, ge=1, le=10_000)
     saga_retention_s: float = Field(default=7 * 24 * 3600, ge=1)
+    # How long a saga's start marker is kept: a repeated start is known this long after
+    # its saga finished. At least saga_retention_s (validated below, so declared after it).
+    saga_start_retention_s: float = Field(default=90 * 24 * 3600, ge=1)
     saga_outbox_sweep_after_s: float = Field(default=10.0, gt=0)
     saga_timer_poll_ms: int = Field(default=100, ge=10, le=60_000)
     saga_health_port: int = Field(default=0, ge=0, le=65535)  # 0: no health/metrics server
@@ -82,6 +85,18 @@ class Settings(BaseSettings):
     @property
     def retention(self) -> timedelta:
         return timedelta(seconds=self.saga_retention_s)
+
+    @property
+    def start_retention(self) -> timedelta:
+        return timedelta(seconds=self.saga_start_retention_s)
+
+    @field_validator("saga_start_retention_s")
+    @classmethod
+    def _outlives_sagas(cls, value: float, info: ValidationInfo) -> float:
+        sagas = info.data.get("saga_retention_s")
+        if sagas is not None and value < sagas:
+            raise ValueError(f"must be at least SAGA_RETENTION_S ({sagas:.10g} s)")
+        return value
 
     def group_id(self, role: str) -> str:
         return f"{self.saga_group_prefix}.{self.saga_topic_prefix}{role}"

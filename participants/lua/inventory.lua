@@ -1,11 +1,16 @@
 -- Inventory, part 2 of 3 (see prologue.lua). KEYS[3] stock HASH sku -> units,
--- KEYS[4] reservations HASH saga_id -> effect JSON {saga_id, items = {{sku, qty}, ...}}.
+-- KEYS[4] reservations HASH saga_id -> effect JSON {saga_id, items = {{sku, qty}, ...}},
+-- KEYS[5] their index ZSET saga_id -> when written (ms; prologue.lua's `retention`),
+-- KEYS[6] settled HASH sku -> units of the reservations that outlived the retention.
 -- All items or none: a script that raises half-way is not rolled back, so every
--- line, every stock figure and both keys are checked before the first write, and
+-- line, every stock figure and every key are checked before the first write, and
 -- the writes that follow cannot fail. A SKU on several lines counts once, summed.
 -- Stock that is not a whole number of units refuses a reservation and faults a
 -- release (retried until someone repairs it), with nothing written either way.
-local STOCK, RESERVATIONS = KEYS[3], KEYS[4]
+-- Every call first settles up to TRIM_PER_CALL reservations past their life (see
+-- settle_expired below), checked whole and then written, before the command's turn.
+local STOCK, RESERVATIONS, RESERVED_AT, SETTLED = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local TRIM_PER_CALL = 4  -- a call writes at most one reservation
 -- Units are exact both as Lua numbers and for HINCRBY up to 2^53.
 local MOST, MOST_TEXT = 2 ^ 53, '9007199254740992'
 
@@ -68,7 +73,6 @@ local function apply(args, effect_json)
     return false, 'invalid_reservation', 'no saga_id to record the reservation under'
   end
   expect_hash(STOCK)
-  expect_hash(RESERVATIONS)
   for _, sku in ipairs(skus) do
     local text = redis.call('HGET', STOCK, sku)
     if not text then
@@ -87,7 +91,7 @@ local function apply(args, effect_json)
   for _, sku in ipairs(skus) do
     redis.call('HINCRBY', STOCK, sku, string.format('%d', -wanted[sku]))
   end
-  redis.call('HSET', RESERVATIONS, args.saga_id, effect_json)
+  retention.keep(RESERVATIONS, RESERVED_AT, args.saga_id, effect_json)
   return true
 end
 
@@ -97,7 +101,6 @@ local function undo(effect, _)
     error('invalid_reservation: the recorded reservation is malformed: nothing released', 0)
   end
   expect_hash(STOCK)
-  expect_hash(RESERVATIONS)
   for _, sku in ipairs(skus) do
     local text = redis.call('HGET', STOCK, sku)
     local on_hand = 0  -- a SKU dropped since the reservation comes back with what it gets
@@ -113,5 +116,57 @@ local function undo(effect, _)
   for _, sku in ipairs(skus) do
     redis.call('HINCRBY', STOCK, sku, string.format('%d', back[sku]))
   end
-  redis.call('HDEL', RESERVATIONS, effect.saga_id)
+  retention.drop(RESERVATIONS, RESERVED_AT, effect.saga_id)
 end
+
+-- Reservations past their life leave the books: their units move to SETTLED, so stock
+-- on hand + units held + units settled stays what was seeded. Their step's effect
+-- record has expired, so nothing can release them any more. A record that cannot be
+-- read, or whose units SETTLED cannot take (a figure that is not whole units), is not
+-- dropped: it is kept, and looked at again a retention later.
+local function settle_expired()
+  local expired = retention.expired(RESERVATIONS, RESERVED_AT, TRIM_PER_CALL)
+  expect_hash(SETTLED)
+  local settled, changed, order, gone, kept = {}, {}, {}, {}, {}
+  local function settled_of(sku)  -- false: not whole units
+    if settled[sku] == nil then
+      settled[sku] = units_of(redis.call('HGET', SETTLED, sku) or '0') or false
+    end
+    return settled[sku]
+  end
+  for _, entry in ipairs(expired) do
+    local skus, units = {}, {}
+    if entry[2] then  -- false: an index entry whose field is gone already
+      local decoded, effect = pcall(cjson.decode, entry[2])
+      skus, units = quantities(decoded and type(effect) == 'table' and effect.items)
+    end
+    local fits = skus ~= nil
+    for _, sku in ipairs(skus or {}) do
+      local so_far = settled_of(sku)
+      fits = fits and so_far and so_far <= MOST - units[sku]
+    end
+    if fits then
+      gone[#gone + 1] = entry
+      for _, sku in ipairs(skus) do
+        if not changed[sku] then
+          changed[sku] = true
+          order[#order + 1] = sku
+        end
+        settled[sku] = settled[sku] + units[sku]
+      end
+    else
+      kept[#kept + 1] = entry
+    end
+  end
+  for _, sku in ipairs(order) do
+    redis.call('HSET', SETTLED, sku, string.format('%d', settled[sku]))
+  end
+  retention.forget(RESERVATIONS, RESERVED_AT, gone)
+  for _, entry in ipairs(kept) do
+    retention.keep(RESERVATIONS, RESERVED_AT, entry[1], entry[2])
+  end
+end
+
+-- Runs in every call before the epilogue calls apply or undo: its checks of the record
+-- keys (their types) stand for theirs.
+settle_expired()

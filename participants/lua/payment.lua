@@ -1,11 +1,16 @@
 -- Payment, part 2 of 3 (see prologue.lua). KEYS[3] balances HASH customer -> minor
--- units, KEYS[4] charges HASH saga_id -> effect JSON {saga_id, customer_id, amount}.
+-- units, KEYS[4] charges HASH saga_id -> effect JSON {saga_id, customer_id, amount},
+-- KEYS[5] their index ZSET saga_id -> when written (ms; prologue.lua's `retention`),
+-- KEYS[6] settled HASH customer -> minor units of the charges that outlived the retention.
 -- Amounts travel as decimal strings so HINCRBY gets them exactly. A script that
--- raises half-way is not rolled back, so the amount, the balance and both keys are
+-- raises half-way is not rolled back, so the amount, the balance and every key are
 -- checked before the first write, and the writes that follow cannot fail. A stored
 -- balance that is not a whole number of minor units refuses a charge and faults a
 -- refund (retried until someone repairs it), with nothing written either way.
-local BALANCES, CHARGES = KEYS[3], KEYS[4]
+-- Every call first settles up to TRIM_PER_CALL charges past their life (see
+-- settle_expired below), checked whole and then written, before the command's turn.
+local BALANCES, CHARGES, CHARGED_AT, SETTLED = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local TRIM_PER_CALL = 4  -- a call writes at most one charge
 -- Minor units are exact both as Lua numbers and for HINCRBY up to 2^53.
 local MOST, MOST_TEXT = 2 ^ 53, '9007199254740992'
 
@@ -42,7 +47,6 @@ local function apply(args, effect_json)
     return false, 'invalid_charge', 'a charge needs a customer_id and a saga_id'
   end
   expect_hash(BALANCES)
-  expect_hash(CHARGES)
   local text = redis.call('HGET', BALANCES, customer)
   if not text then
     return false, 'unknown_customer', 'unknown customer ' .. customer
@@ -60,7 +64,7 @@ local function apply(args, effect_json)
   if amount > 0 then
     redis.call('HINCRBY', BALANCES, customer, '-' .. args.amount)
   end
-  redis.call('HSET', CHARGES, args.saga_id, effect_json)
+  retention.keep(CHARGES, CHARGED_AT, args.saga_id, effect_json)
   return true
 end
 
@@ -70,7 +74,6 @@ local function undo(effect, _)
     error('invalid_charge: the recorded charge is malformed: nothing refunded', 0)
   end
   expect_hash(BALANCES)
-  expect_hash(CHARGES)
   local text = redis.call('HGET', BALANCES, customer)
   local balance = 0  -- a customer dropped since the charge comes back with the refund
   if text then
@@ -85,5 +88,56 @@ local function undo(effect, _)
   if amount > 0 then
     redis.call('HINCRBY', BALANCES, customer, effect.amount)
   end
-  redis.call('HDEL', CHARGES, effect.saga_id)
+  retention.drop(CHARGES, CHARGED_AT, effect.saga_id)
 end
+
+-- Charges past their life are settled for good: their amounts move to SETTLED, so
+-- balance + amounts charged + amounts settled stays what was seeded. Their step's
+-- effect record has expired, so nothing can refund them any more. A record that
+-- cannot be read, or whose amount SETTLED cannot take (a figure that is not whole
+-- minor units), is not dropped: it is kept, and looked at again a retention later.
+local function settle_expired()
+  local expired = retention.expired(CHARGES, CHARGED_AT, TRIM_PER_CALL)
+  expect_hash(SETTLED)
+  local settled, changed, order, gone, kept = {}, {}, {}, {}, {}
+  local function settled_of(customer)  -- false: not whole minor units
+    if settled[customer] == nil then
+      settled[customer] = units_of(redis.call('HGET', SETTLED, customer) or '0') or false
+    end
+    return settled[customer]
+  end
+  for _, entry in ipairs(expired) do
+    local fits, customer, amount = true, nil, nil
+    if entry[2] then  -- false: an index entry whose field is gone already
+      local decoded, effect = pcall(cjson.decode, entry[2])
+      if decoded and type(effect) == 'table' and type(effect.customer_id) == 'string' then
+        customer, amount = effect.customer_id, units_of(effect.amount)
+      end
+      local so_far = customer and amount and settled_of(customer)
+      fits = so_far and so_far <= MOST - amount
+    end
+    if fits then
+      gone[#gone + 1] = entry
+      if customer then
+        if not changed[customer] then
+          changed[customer] = true
+          order[#order + 1] = customer
+        end
+        settled[customer] = settled[customer] + amount
+      end
+    else
+      kept[#kept + 1] = entry
+    end
+  end
+  for _, customer in ipairs(order) do
+    redis.call('HSET', SETTLED, customer, string.format('%d', settled[customer]))
+  end
+  retention.forget(CHARGES, CHARGED_AT, gone)
+  for _, entry in ipairs(kept) do
+    retention.keep(CHARGES, CHARGED_AT, entry[1], entry[2])
+  end
+end
+
+-- Runs in every call before the epilogue calls apply or undo: its checks of the record
+-- keys (their types) stand for theirs.
+settle_expired()

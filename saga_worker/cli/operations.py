@@ -54,7 +54,12 @@ class Operations:
         self._settings = settings
         self._redis = redis
         self._app = app
-        self._store = RedisSagaStore(redis, settings.keys, retention=settings.retention)
+        self._store = RedisSagaStore(
+            redis,
+            settings.keys,
+            retention=settings.retention,
+            start_retention=settings.start_retention,
+        )
         self._registry = app.registry
         self.now = clock
 

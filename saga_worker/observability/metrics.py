@@ -146,6 +146,13 @@ class OrchestratorMetrics(WorkerMetrics):
             "Duplicate, late or stale events that changed nothing",
             registry=r,
         )
+        self._repeated_starts = Counter(
+            "saga_starts_repeated",
+            "Start messages of sagas that had finished and expired, known by their start "
+            "marker and ignored, not started again (also in saga_events_ignored)",
+            by_definition,
+            registry=r,
+        )
         self._conflicts = Counter(
             "saga_cas_conflicts",
             "Saga writes that lost their compare-and-set and were decided again",
@@ -182,6 +189,11 @@ class OrchestratorMetrics(WorkerMetrics):
     def ignored(self, count: int) -> None:
         if count:
             self._ignored.inc(count)
+
+    def repeated_starts(self, definitions: Iterable[str]) -> None:
+        """Counts repeated starts, given the saga type each one would have started."""
+        for name in definitions:
+            self._repeated_starts.labels(name).inc()
 
     def conflicts(self, count: int) -> None:
         if count:

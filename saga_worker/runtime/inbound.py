@@ -5,9 +5,19 @@ key (its saga id is derived from its business key). A record whose bytes,
 headers or key break the contract is refused here, before it can touch a saga:
 a value over the limit (SAGA_MAX_MESSAGE_BYTES) or a key over MAX_KEY_BYTES is
 dead-lettered, and only a well-formed W3C `traceparent` enters a saga's data.
+
+A start carries the digest of its body as the saga sees it (`start_digest`), which
+the processor checks against the saga's start marker: a redelivery of the same start,
+under another message_id, schema_version or traceparent, has the same digest.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 from saga_worker.app import App, SagaType
 from saga_worker.engine.events import CompensationSucceeded, StartSaga, StepFailed, StepSucceeded
@@ -48,6 +58,7 @@ def to_inbound(
 def _start(record: Record, saga: SagaType, max_bytes: int) -> Inbound:
     message = decode(saga.start_model, record.value, max_bytes=max_bytes)
     data = message.model_dump(mode="json", exclude={"message_id", "schema_version"})
+    digest = start_digest(data)
     trace = traceparent_of(record.headers or ())
     if trace:
         data[TRACE_DATA_KEY] = trace
@@ -55,7 +66,23 @@ def _start(record: Record, saga: SagaType, max_bytes: int) -> Inbound:
     saga_id = saga.saga_id(key)
     message_id = message.message_id or f"start:{saga.name}:{key}"
     event = StartSaga(saga_id, data, message_id)
-    return Inbound(saga_id, event, message_id, record, start=saga.definition)
+    return Inbound(
+        saga_id,
+        event,
+        message_id,
+        record,
+        start=saga.definition,
+        start_digest=digest,
+        business_key=key,
+    )
+
+
+def start_digest(data: Mapping[str, Any]) -> str:
+    """What a start message says, in 32 hex characters: blake2b (16 bytes) of its body
+    as the saga sees it (no message_id, schema_version or traceparent), keys sorted."""
+    said = {k: v for k, v in data.items() if k != TRACE_DATA_KEY}
+    body = orjson.dumps(said, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 def _reply(record: Record, logical: str, max_bytes: int) -> Inbound | DeadLetter:

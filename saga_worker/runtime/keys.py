@@ -8,6 +8,12 @@ message ids and outbox change together in one script and share one cluster slot:
     m:<id>    a consumed message id (dropped when the saga finishes)
     o:<id>    an outbox entry not yet acknowledged by Kafka
 
+Beside it, with the same hash tag, `<ns>start:{<saga_id>}` is the saga's start
+marker: a digest of the start message's body (32 hex characters), set in the same
+script that creates the saga and kept SAGA_START_RETENTION_S, renewed when the saga
+finishes, so it outlives the saga's hash. A repeated start is recognised by it after
+the saga expired, and a different start for the same business key is refused.
+
 The global sorted sets below are hints: written before the saga's own state and
 always checked against it, so a stale entry costs a no-op, never a wrong step.
 """
@@ -26,6 +32,10 @@ class KeySpace:
 
     def saga(self, saga_id: str) -> str:
         return f"{self.namespace}saga:{{{saga_id}}}"
+
+    def start_marker(self, saga_id: str) -> str:
+        """STRING: the digest of the start message that created the saga (see above)."""
+        return f"{self.namespace}start:{{{saga_id}}}"
 
     @property
     def saga_affixes(self) -> tuple[str, str]:

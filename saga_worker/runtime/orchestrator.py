@@ -104,7 +104,9 @@ class Orchestrator:
         s = self._settings
         topics = s.topics
         self._redis = clients.redis
-        store = RedisSagaStore(clients.redis, s.keys, retention=s.retention)
+        store = RedisSagaStore(
+            clients.redis, s.keys, retention=s.retention, start_retention=s.start_retention
+        )
         self._store = store
         limit = s.saga_max_message_bytes
         self._processor = SagaProcessor(store, self._registry, self._clock, limit)
@@ -370,6 +372,7 @@ class Orchestrator:
 
     def _observe(self, applied: Applied, started_ns: int) -> None:
         self.metrics.ignored(applied.ignored)
+        self.metrics.repeated_starts(i.start.name for i in applied.repeated_starts if i.start)
         self.metrics.conflicts(applied.conflicts)
         for write in applied.writes:
             state = write.state

@@ -13,6 +13,13 @@ engine decides what follows: the saga fails and compensates, or, when a
 compensation (or a step past the pivot) is what cannot be sent, it needs an
 operator. An outcome that would be larger goes out without the saga's data,
 saying so in `data_omitted`; a failure notice that would be, not at all.
+
+A start message is recognised by its saga's start marker (keys.py), kept far longer
+than the saga: a start that matches the marker of a saga that finished and expired is
+a repeated start, ignored (and logged at INFO, once per batch); a start whose body
+differs from the marker's is dead-lettered (`start_conflict`), whether or not its saga
+is still kept. A saga created before markers existed has none, and its starts are
+decided as before: a duplicate while the saga is kept, a new saga once it expired.
 """
 
 from __future__ import annotations
@@ -76,6 +83,11 @@ class Inbound:
     message_id: str | None = None
     source: Any = None  # the Kafka record it came from, for dead letters; opaque here
     start: SagaDefinition | None = None  # for a StartSaga: the definition it starts
+    # For a StartSaga from a start message: the digest of the body as the saga sees it
+    # (inbound.start_digest), checked against and stored as the saga's start marker, and
+    # the business key the saga id was derived from, for refusals and logs.
+    start_digest: str | None = None
+    business_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,9 @@ class Applied:
     writes: list[SagaWrite] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     ignored: int = 0  # duplicates, late and stale events: changed nothing
+    # Starts of sagas that finished and expired, known by their start marker: ignored,
+    # and counted in `ignored` too.
+    repeated_starts: list[Inbound] = field(default_factory=list)
     conflicts: int = 0  # writes that lost a compare-and-set and were decided again
     # The state each saved write replaced (None: it started the saga), for metrics.
     before: dict[str, SagaState | None] = field(default_factory=dict)
@@ -100,6 +115,7 @@ class Applied:
         self.writes += other.writes
         self.rejected += other.rejected
         self.ignored += other.ignored
+        self.repeated_starts += other.repeated_starts
         self.conflicts += other.conflicts
         self.before.update(other.before)
 
@@ -127,25 +143,26 @@ class SagaProcessor:
             wanted = {
                 sid: [i.message_id for i in items if i.message_id] for sid, items in pending.items()
             }
-            loaded = await self._store.load(wanted)
+            starts = {sid for sid, items in pending.items() if any(map(_marked_start, items))}
+            loaded = await self._store.load(wanted, starts)
             now = self._clock()
             writes: list[SagaWrite] = []
-            per_saga: dict[str, tuple[list[Rejected], int]] = {}
+            per_saga: dict[str, Applied] = {}
             for saga_id, items in pending.items():
-                write, dead, ignored = self._decide_saga(saga_id, loaded[saga_id], items, now)
+                write, decided = self._decide_saga(saga_id, loaded[saga_id], items, now)
                 if write is not None:
                     writes.append(write)
-                per_saga[saga_id] = dead, ignored
+                per_saga[saga_id] = decided
             lost = await self._store.save(writes)
             for w in writes:
                 if w.saga_id not in lost:
                     result.writes.append(w)
                     result.before[w.saga_id] = loaded[w.saga_id].state
-            for saga_id, (dead, ignored) in per_saga.items():
+            for saga_id, decided in per_saga.items():
                 if saga_id not in lost:
-                    result.rejected.extend(dead)
-                    result.ignored += ignored
+                    result.merge(decided)
             if not lost:
+                _log_repeated_starts(result.repeated_starts)
                 return result
             # A lost race is normal (a rebalance, a timer on another instance); counted, not logged.
             result.conflicts += len(lost)
@@ -159,32 +176,39 @@ class SagaProcessor:
         row: Loaded,
         items: Sequence[Inbound],
         now: datetime,
-    ) -> tuple[SagaWrite | None, list[Rejected], int]:
+    ) -> tuple[SagaWrite | None, Applied]:
+        """The write for one saga's events (None: nothing changed), and what was refused
+        or ignored on the way (the `writes` of the Applied returned stay empty)."""
         state = original = row.state
         seen = row.seen
+        marker = row.start_marker  # as it will be once this saga's write is saved
+        created_by: str | None = None  # the digest of the start that creates the saga
         outgoing: list[Outgoing] = []
         timers_set: dict[str, datetime] = {}
         cancelled: set[str] = set()
         consumed: list[str] = []
-        dead: list[Rejected] = []
-        ignored = 0
+        out = Applied()
         for item in items:
+            # Before the message id: a start without one gets an id derived from its
+            # business key, which a start with another body would share.
+            if _settled_by_marker(saga_id, item, marker, state is not None, out):
+                continue
             if item.message_id and (item.message_id in seen or item.message_id in consumed):
-                ignored += 1
+                out.ignored += 1
                 continue
             if state is None and not isinstance(item.event, StartSaga):
-                dead.append(Rejected(item, *UNKNOWN_SAGA))
+                out.rejected.append(Rejected(item, *UNKNOWN_SAGA))
                 continue
             definition = self._definition_for(state, item)
             problem = _refusal(state, item.event, definition)
             if problem is not None:
-                dead.append(Rejected(item, *problem))
+                out.rejected.append(Rejected(item, *problem))
                 continue
             decision = decide(state, item.event, now, definition)
             if decision.ignored is None:
                 decision = self._within_limit(decision, now, definition)
             if decision.ignored is not None:
-                ignored += 1
+                out.ignored += 1
                 log.debug(
                     "event ignored",
                     extra={
@@ -194,6 +218,8 @@ class SagaProcessor:
                     },
                 )
                 continue
+            if state is None and _marked_start(item):
+                created_by = marker = item.start_digest
             state = decision.state
             outgoing.extend(decision.outgoing)
             for change in decision.timers:
@@ -206,7 +232,7 @@ class SagaProcessor:
             if item.message_id:
                 consumed.append(item.message_id)
         if state is None or state is original:
-            return None, dead, ignored
+            return None, out
         write = SagaWrite(
             saga_id=saga_id,
             expected_version=row.version,
@@ -216,8 +242,9 @@ class SagaProcessor:
             timers_set=timers_set,
             timers_cancelled=cancelled,
             previous_status=original.status.value if original is not None else None,
+            start_digest=created_by,
         )
-        return write, dead, ignored
+        return write, out
 
     def _definition_for(self, state: SagaState | None, item: Inbound) -> SagaDefinition:
         # A running saga stays on the definition version it started with.
@@ -282,6 +309,9 @@ class SagaProcessor:
 
 
 UNKNOWN_SAGA = ("unknown_saga", "no saga with this id exists (never started, or expired)")
+# A start whose body differs from the one that started its saga (same business key).
+START_CONFLICT = "start_conflict"
+REPEATED_STARTS_LOGGED = 10  # saga ids named in the one INFO line of a batch
 
 # The W3C traceparent of the start message that started a saga travels in its data.
 TRACE_DATA_KEY = "traceparent"
@@ -291,6 +321,50 @@ Reply = StepSucceeded | StepFailed | CompensationSucceeded
 TOO_LARGE = "too_large"  # the error code of a step whose message would be too large
 # What an outcome keeps when the saga's data would make it too large.
 _ENVELOPE = ("saga_id", "message_id", "schema_version", "error")
+
+
+def _marked_start(item: Inbound) -> bool:
+    """A start that carries a digest: it is checked against, and sets, a start marker."""
+    return item.start_digest is not None and isinstance(item.event, StartSaga)
+
+
+def _settled_by_marker(
+    saga_id: str, item: Inbound, marker: str | None, exists: bool, out: Applied
+) -> bool:
+    """Whether the saga's start marker settles `item`: a start with another body is
+    refused, the same start of a saga that expired is ignored (noted in `out`)."""
+    if marker is None or not _marked_start(item):
+        return False
+    if marker != item.start_digest:
+        out.rejected.append(Rejected(item, START_CONFLICT, _conflict(saga_id, item, marker)))
+        return True
+    if not exists:
+        out.ignored += 1
+        out.repeated_starts.append(item)
+        return True
+    return False  # the same start while its saga is kept: a duplicate, as decided below
+
+
+def _conflict(saga_id: str, item: Inbound, marker: str) -> str:
+    name = item.start.name if item.start is not None else "saga"
+    key = "" if item.business_key is None else f" for business key {item.business_key[:64]!r}"
+    return (
+        f"{name} {saga_id}{key} was started by a start message with another body "
+        f"(digest {marker}, this one {item.start_digest}); this start is not applied"
+    )
+
+
+def _log_repeated_starts(repeated: Sequence[Inbound]) -> None:
+    if repeated:
+        shown = repeated[:REPEATED_STARTS_LOGGED]
+        log.info(
+            "repeated starts ignored: their sagas finished and expired",
+            extra={
+                "count": len(repeated),
+                "saga_ids": [i.saga_id for i in shown],
+                "business_keys": [i.business_key for i in shown],
+            },
+        )
 
 
 def _step_of(state: SagaState, out: Outgoing) -> str | None:

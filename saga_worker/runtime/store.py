@@ -4,6 +4,11 @@ Every method works on a whole batch in one Redis round trip. A saga's write is
 one Lua script (see `lua/save_saga.lua`) guarded by the version it was read at;
 a lost compare-and-set is a normal outcome the caller re-decides, not an error.
 
+A saga's start marker (keys.py) is read by the same load call, for the sagas a
+batch starts, and set by the same save call that creates the saga: whether a start
+was seen before is answered for as long as the marker is kept, not only while the
+saga is.
+
 Timers run on one clock, the Redis server's (`TIME`, read inside the scripts):
 a write stores each timer as its delay from the decision's `now` (the state's
 `updated_at`) and the script adds that to the server's time; claiming compares
@@ -13,7 +18,7 @@ therefore fires no timer early or late; only the engine's timestamps follow it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -59,6 +64,9 @@ class Loaded:
     state: SagaState | None
     version: int
     seen: frozenset[str] = frozenset()  # of the message ids asked about, those consumed
+    # The digest of the start that created the saga, if asked for and still kept (a saga
+    # created before start markers existed has none).
+    start_marker: str | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +79,9 @@ class SagaWrite:
     timers_set: dict[str, datetime] = field(default_factory=dict)  # due from state.updated_at
     timers_cancelled: set[str] = field(default_factory=set)
     previous_status: str | None = None
+    # The digest of the start message that creates the saga (expected_version 0): the
+    # save sets the saga's start marker to it, in the same atomic call.
+    start_digest: str | None = None
 
 
 @dataclass(slots=True)
@@ -86,8 +97,11 @@ class StaleOutboxes:
 
 
 class SagaStore(Protocol):
-    async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Loaded]:
-        """Loads each saga id with which of the given message ids it has consumed."""
+    async def load(
+        self, wanted: Mapping[str, Sequence[str]], starts: Collection[str] = ()
+    ) -> dict[str, Loaded]:
+        """Loads each saga id with which of the given message ids it has consumed, and,
+        for the saga ids in `starts`, its start marker."""
 
     async def save(self, writes: Sequence[SagaWrite]) -> set[str]:
         """Persists each write atomically; returns the saga ids that lost the race."""
@@ -134,11 +148,13 @@ class RedisSagaStore:
         keys: KeySpace | None = None,
         *,
         retention: timedelta = timedelta(days=7),
+        start_retention: timedelta = timedelta(days=90),
         timer_lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self._redis = redis
         self._keys = keys or KeySpace()
         self._retention_ms = int(retention.total_seconds() * 1000)
+        self._start_retention_ms = int(start_retention.total_seconds() * 1000)
         self._lease_ms = int(timer_lease.total_seconds() * 1000)
         self._load = redis.register_script(_script("load_sagas"))
         self._save = redis.register_script(_script("save_sagas"))
@@ -154,29 +170,37 @@ class RedisSagaStore:
     # One script call per batch for each of load, save and acknowledge: per-command
     # costs in the client (packing, parsing, timeouts) would otherwise dominate.
 
-    async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Loaded]:
+    async def load(
+        self, wanted: Mapping[str, Sequence[str]], starts: Collection[str] = ()
+    ) -> dict[str, Loaded]:
         ids = list(wanted)
         if not ids:
             return {}
+        keys: list[str] = []
         args: list[Any] = []
         for saga_id in ids:
-            args += [len(wanted[saga_id]), *wanted[saga_id]]
-        rows = await self._call(self._load, [self._keys.saga(s) for s in ids], args)
+            marked = saga_id in starts
+            keys.append(self._keys.saga(saga_id))
+            if marked:
+                keys.append(self._keys.start_marker(saga_id))
+            args += [len(wanted[saga_id]), "1" if marked else "0", *wanted[saga_id]]
+        rows = await self._call(self._load, keys, args)
         loaded: dict[str, Loaded] = {}
         for saga_id, row in zip(ids, rows, strict=True):
-            version, raw, *seen_flags = row
+            version, raw, marker, *seen_flags = row
             state = SagaState.from_dict(orjson.loads(raw)) if raw is not None else None
             seen = frozenset(
                 m for m, flag in zip(wanted[saga_id], seen_flags, strict=True) if flag is not None
             )
-            loaded[saga_id] = Loaded(state, int(version or 0), seen)
+            start_marker = _text(marker) if marker is not None else None
+            loaded[saga_id] = Loaded(state, int(version or 0), seen, start_marker)
         return loaded
 
     async def save(self, writes: Sequence[SagaWrite]) -> set[str]:
         if not writes:
             return set()
         keys = self._keys
-        args: list[Any] = [keys.by_status(""), self._retention_ms]
+        args: list[Any] = [keys.by_status(""), self._retention_ms, self._start_retention_ms]
         for w in writes:
             state = w.state
             args += [
@@ -187,6 +211,7 @@ class RedisSagaStore:
                 to_ms(state.updated_at),
                 state.status.value,
                 w.previous_status or "",
+                w.start_digest or "",
                 len(w.consumed),
                 len(w.outbox),
                 len(w.timers_set),
@@ -197,7 +222,9 @@ class RedisSagaStore:
             now_ms = to_ms(state.updated_at)  # the `now` the engine computed due times from
             for timer, due in w.timers_set.items():
                 args += [_timer_member(w.saga_id, timer), max(to_ms(due) - now_ms, 0)]
-        saga_keys = [keys.saga(w.saga_id) for w in writes]
+        saga_keys = [
+            k for w in writes for k in (keys.saga(w.saga_id), keys.start_marker(w.saga_id))
+        ]
         versions = await self._call(
             self._save, [keys.timers, keys.pending_outboxes, *saga_keys], args
         )

@@ -20,12 +20,12 @@ from participants.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.engine.decide import command_id
 from saga_worker.engine.definition import DefinitionRegistry
 from saga_worker.engine.events import StartSaga, StepSucceeded
-from saga_worker.engine.state import SagaState, SagaStatus, StepStatus
+from saga_worker.engine.state import SagaStatus, StepStatus
 from saga_worker.errors import ConfigurationError
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.inbound import to_inbound
 from saga_worker.runtime.processor import Inbound, SagaProcessor
-from saga_worker.runtime.store import Loaded, SagaStore, SagaWrite
+from saga_worker.runtime.store import SagaStore, SagaWrite
 from saga_worker.settings import load_settings
 from saga_worker.wire import (
     DLQ_DROPPED_HEADERS,
@@ -46,6 +46,7 @@ from saga_worker.wire import (
 from saga_worker.wire.dead_letter import ORIGINAL_HEADERS_BYTES
 from schemas import topics
 
+from .memory_store import MemoryStore
 from .support import ORDER_DATA
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -220,27 +221,6 @@ def test_a_limit_without_room_for_headers_is_refused_in_one_line() -> None:
 
 LIMIT = 64 * 1024
 SID = "saga-1"
-
-
-class MemoryStore:
-    """Just the part of a SagaStore the processor uses: load and save, no races."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, tuple[SagaState, int]] = {}
-        self.saved: list[SagaWrite] = []
-
-    async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Loaded]:
-        out: dict[str, Loaded] = {}
-        for saga_id in wanted:
-            row = self.rows.get(saga_id)
-            out[saga_id] = Loaded(*row) if row else Loaded(None, 0)
-        return out
-
-    async def save(self, writes: Sequence[SagaWrite]) -> set[str]:
-        for w in writes:
-            self.rows[w.saga_id] = (w.state, w.expected_version + 1)
-        self.saved += writes
-        return set()
 
 
 def processor(store: MemoryStore) -> SagaProcessor:

@@ -1,10 +1,14 @@
 -- Writes a batch of decisions; each saga's write applies only if nobody wrote that
 -- saga since it was read (compare-and-set on its version), and a lost one writes nothing.
--- KEYS[1] timers zset, KEYS[2] pending-outbox zset, KEYS[3..] one saga hash per write.
--- ARGV[1] status index key prefix, ARGV[2] retention of finished sagas (ms), then per write:
+-- KEYS[1] timers zset, KEYS[2] pending-outbox zset, then per write its saga hash and its
+-- start marker (same hash tag).
+-- ARGV[1] status index key prefix, ARGV[2] retention of finished sagas (ms), ARGV[3]
+-- retention of start markers (ms), then per write:
 --   saga_id, expected_version, state_json, finished ('1'/'0'), updated_ms, status,
---   previous_status ('' for a new saga), n_seen, n_out, n_timers,
+--   previous_status ('' for a new saga), start_digest ('' for none), n_seen, n_out, n_timers,
 --   then n_seen consumed message ids, n_out (message_id, record), n_timers (member, delay_ms).
+-- A write that creates its saga (expected version 0) with a start digest sets the start
+-- marker; a write that finishes its saga renews the marker, so it outlives the saga.
 -- A timer is due delay_ms after now on the server's clock (TIME), the clock claim_timers.lua
 -- claims by: no instance's own clock decides when a timer fires.
 -- Returns per write the new version, or -1 for a lost compare-and-set.
@@ -16,18 +20,18 @@ local function chunked(command, key, values)
   end
 end
 local timers, pending = KEYS[1], KEYS[2]
-local status_prefix, retention = ARGV[1], tonumber(ARGV[2])
+local status_prefix, retention, start_retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local results = {}
-local a = 3
-for k = 3, #KEYS do
-  local key = KEYS[k]
+local a = 4
+for k = 3, #KEYS, 2 do
+  local key, marker = KEYS[k], KEYS[k + 1]
   local saga_id, expected, state = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   local finished, updated = ARGV[a + 3] == '1', ARGV[a + 4]
-  local status, previous = ARGV[a + 5], ARGV[a + 6]
-  local n_seen, n_out, n_timers = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
-  a = a + 10
+  local status, previous, digest = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local n_seen, n_out, n_timers = tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
+  a = a + 11
   local current = tonumber(redis.call('HGET', key, 'v') or '0')
   if current ~= expected then
     results[#results + 1] = -1
@@ -49,6 +53,9 @@ for k = 3, #KEYS do
       a = a + 2
     end
     chunked('HSET', key, fields)
+    if expected == 0 and digest ~= '' then
+      redis.call('SET', marker, digest, 'PX', start_retention)
+    end
     if finished then
       -- A finished saga turns every later message away by its status alone: its
       -- consumed ids are dead weight for the whole retention.
@@ -58,6 +65,7 @@ for k = 3, #KEYS do
       end
       chunked('HDEL', key, seen)
       redis.call('PEXPIRE', key, retention)
+      redis.call('PEXPIRE', marker, start_retention)  -- a no-op for a saga without one
     end
     if n_out > 0 then redis.call('ZADD', pending, 'NX', updated, saga_id) end
     for _ = 1, n_timers do
