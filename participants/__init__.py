@@ -11,8 +11,8 @@ and fault injection.
     app            participants/app.py           the App: OrderFulfillment + participants
     saga           participants/order_fulfillment.py
 
-    inventory      participants/inventory.py     + lua/inventory.lua
-    payment        participants/payment.py       + lua/payment.lua
+    inventory      participants/inventory.py     + lua/settling.lua, lua/inventory.lua
+    payment        participants/payment.py       + lua/settling.lua, lua/payment.lua
     shipping       participants/shipping.py      + lua/shipping.lua
     notification   participants/notification.py  + lua/notification.lua
 """
@@ -20,3 +20,8 @@ and fault injection.
 from pathlib import Path
 
 LUA = Path(__file__).parent / "lua"  # the participants' domain scripts
+
+
+def lua_parts(*names: str) -> str:
+    """A domain body made of parts of lua/, in order: shared ones, then the participant's."""
+    return "\n".join((LUA / name).read_text() for name in names)

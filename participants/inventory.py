@@ -8,7 +8,7 @@ recorded is what the release gives back, whatever `original_result` says.
 
 from __future__ import annotations
 
-from participants import LUA, keys
+from participants import keys, lua_parts
 from saga_worker import Apply, JsonObject, Kind, Participant, Route, Verdict
 from schemas import ReleaseReservation, ReserveItems
 from schemas import topics as t
@@ -46,6 +46,6 @@ INVENTORY = Participant(
         t.RESERVE_ITEMS: Route(ReserveItems, Kind.ACTION, prepare_reserve),
         t.RELEASE_RESERVATION: Route(ReleaseReservation, Kind.COMPENSATION),
     },
-    script=LUA / "inventory.lua",
+    script=lua_parts("settling.lua", "inventory.lua"),
     domain_keys=_domain_keys,
 )

@@ -11,7 +11,7 @@ The charge recorded is what the refund gives back, whatever `original_result` sa
 
 from __future__ import annotations
 
-from participants import LUA, keys
+from participants import keys, lua_parts
 from saga_worker import Apply, JsonObject, Kind, Participant, Refuse, Route, Verdict
 from schemas import ProcessPayment, RefundPayment
 from schemas import topics as t
@@ -56,6 +56,6 @@ PAYMENT = Participant(
         t.PROCESS_PAYMENT: Route(ProcessPayment, Kind.ACTION, prepare_charge),
         t.REFUND_PAYMENT: Route(RefundPayment, Kind.COMPENSATION),
     },
-    script=LUA / "payment.lua",
+    script=lua_parts("settling.lua", "payment.lua"),
     domain_keys=_domain_keys,
 )

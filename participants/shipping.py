@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from participants import LUA, keys
+from participants import keys, lua_parts
 from saga_worker import (
     Apply,
     InvalidKnobError,
@@ -104,7 +104,7 @@ def shipping_participant(countries: frozenset[str] = DEFAULT_COUNTRIES) -> Parti
             t.CREATE_SHIPMENT: Route(CreateShipment, Kind.ACTION, prepare_shipment),
             t.CANCEL_SHIPMENT: Route(CancelShipment, Kind.COMPENSATION),
         },
-        script=LUA / "shipping.lua",
+        script=lua_parts("settling.lua", "shipping.lua"),
         domain_keys=_domain_keys,
     )
 

@@ -30,12 +30,15 @@ class BookingKeys:
 
     seats: str  # HASH flight -> seats left
     rooms: str  # HASH hotel -> rooms left
-    booked: str  # HASH <saga_id>/<kind> -> booking
+    booked: str  # HASH <saga_id>/<kind> -> booking, for SAGA_RETENTION_S
+    booked_written: str  # ZSET <saga_id>/<kind> -> when written (ms), by which it expires
 
     @classmethod
     def under(cls, prefix: str) -> BookingKeys:
         k = ParticipantKeys(prefix, NAME)
-        return cls(k.domain("seats"), k.domain("rooms"), k.domain("booked"))
+        return cls(
+            k.domain("seats"), k.domain("rooms"), k.domain("booked"), k.domain("booked:written")
+        )
 
 
 def _booking(saga_id: str, kind: str, item: str, trip_id: str) -> Apply:
@@ -54,7 +57,7 @@ def prepare_hotel(command: BookHotel) -> Verdict:
 
 def _domain_keys(prefix: str) -> tuple[str, ...]:
     k = BookingKeys.under(prefix)
-    return (k.seats, k.rooms, k.booked)  # KEYS[3], KEYS[4], KEYS[5] of bookings.lua
+    return (k.seats, k.rooms, k.booked, k.booked_written)  # KEYS[3..6] of bookings.lua
 
 
 BOOKINGS = Participant(

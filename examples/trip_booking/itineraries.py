@@ -22,12 +22,13 @@ NAME = "itineraries"
 @dataclass(frozen=True)
 class ItineraryKeys:
     bounced: str  # SET of e-mail addresses
-    sent: str  # HASH trip_id -> itinerary
+    sent: str  # HASH trip_id -> itinerary, for SAGA_RETENTION_S
+    sent_written: str  # ZSET trip_id -> when written (ms), by which it expires
 
     @classmethod
     def under(cls, prefix: str) -> ItineraryKeys:
         k = ParticipantKeys(prefix, NAME)
-        return cls(k.domain("bounced"), k.domain("sent"))
+        return cls(k.domain("bounced"), k.domain("sent"), k.domain("sent:written"))
 
 
 def prepare_itinerary(command: SendItinerary) -> Verdict:
@@ -44,7 +45,7 @@ def prepare_itinerary(command: SendItinerary) -> Verdict:
 
 def _domain_keys(prefix: str) -> tuple[str, ...]:
     k = ItineraryKeys.under(prefix)
-    return (k.bounced, k.sent)
+    return (k.bounced, k.sent, k.sent_written)  # KEYS[3..5] of itineraries.lua
 
 
 ITINERARIES = Participant(

@@ -1,4 +1,5 @@
--- Inventory, part 2 of 3 (see prologue.lua). KEYS[3] stock HASH sku -> units,
+-- Inventory, part 2 of 3 (see prologue.lua), after the shared settling.lua (units_of,
+-- MOST, expect_hash, settle_expired). KEYS[3] stock HASH sku -> units,
 -- KEYS[4] reservations HASH saga_id -> effect JSON {saga_id, items = {{sku, qty}, ...}},
 -- KEYS[5] their index ZSET saga_id -> when written (ms; prologue.lua's `retention`),
 -- KEYS[6] settled HASH sku -> units of the reservations that outlived the retention.
@@ -8,34 +9,9 @@
 -- Stock that is not a whole number of units refuses a reservation and faults a
 -- release (retried until someone repairs it), with nothing written either way.
 -- Every call first settles up to TRIM_PER_CALL reservations past their life (see
--- settle_expired below), checked whole and then written, before the command's turn.
+-- settle_expired at the end), checked whole and then written, before the command's turn.
 local STOCK, RESERVATIONS, RESERVED_AT, SETTLED = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local TRIM_PER_CALL = 4  -- a call writes at most one reservation
--- Units are exact both as Lua numbers and for HINCRBY up to 2^53.
-local MOST, MOST_TEXT = 2 ^ 53, '9007199254740992'
-
--- Stored units as HINCRBY reads them and Lua compares them exactly: '0' or a decimal
--- integer without sign, spaces or leading zeros, at most 2^53. nil otherwise.
-local function units_of(text)
-  if type(text) ~= 'string' or (text ~= '0' and not string.find(text, '^[1-9]%d*$')) then
-    return nil
-  end
-  if #text > #MOST_TEXT or (#text == #MOST_TEXT and text > MOST_TEXT) then
-    return nil
-  end
-  return tonumber(text)
-end
-
-local function shown(text)
-  return string.format('%q', string.sub(text, 1, 40))
-end
-
-local function expect_hash(key)
-  local kind = redis.call('TYPE', key).ok
-  if kind ~= 'hash' and kind ~= 'none' then
-    error(string.format('%s holds a %s, not a hash: nothing written', key, kind), 0)
-  end
-end
 
 -- The SKUs in order of first appearance and the summed quantity per SKU;
 -- or nil and why, if a line is not {sku, whole number from 1 to 2^53}.
@@ -119,54 +95,9 @@ local function undo(effect, _)
   retention.drop(RESERVATIONS, RESERVED_AT, effect.saga_id)
 end
 
--- Reservations past their life leave the books: their units move to SETTLED, so stock
--- on hand + units held + units settled stays what was seeded. Their step's effect
--- record has expired, so nothing can release them any more. A record that cannot be
--- read, or whose units SETTLED cannot take (a figure that is not whole units), is not
--- dropped: it is kept, and looked at again a retention later.
-local function settle_expired()
-  local expired = retention.expired(RESERVATIONS, RESERVED_AT, TRIM_PER_CALL)
-  expect_hash(SETTLED)
-  local settled, changed, order, gone, kept = {}, {}, {}, {}, {}
-  local function settled_of(sku)  -- false: not whole units
-    if settled[sku] == nil then
-      settled[sku] = units_of(redis.call('HGET', SETTLED, sku) or '0') or false
-    end
-    return settled[sku]
-  end
-  for _, entry in ipairs(expired) do
-    local skus, units = {}, {}
-    if entry[2] then  -- false: an index entry whose field is gone already
-      local decoded, effect = pcall(cjson.decode, entry[2])
-      skus, units = quantities(decoded and type(effect) == 'table' and effect.items)
-    end
-    local fits = skus ~= nil
-    for _, sku in ipairs(skus or {}) do
-      local so_far = settled_of(sku)
-      fits = fits and so_far and so_far <= MOST - units[sku]
-    end
-    if fits then
-      gone[#gone + 1] = entry
-      for _, sku in ipairs(skus) do
-        if not changed[sku] then
-          changed[sku] = true
-          order[#order + 1] = sku
-        end
-        settled[sku] = settled[sku] + units[sku]
-      end
-    else
-      kept[#kept + 1] = entry
-    end
-  end
-  for _, sku in ipairs(order) do
-    redis.call('HSET', SETTLED, sku, string.format('%d', settled[sku]))
-  end
-  retention.forget(RESERVATIONS, RESERVED_AT, gone)
-  for _, entry in ipairs(kept) do
-    retention.keep(RESERVATIONS, RESERVED_AT, entry[1], entry[2])
-  end
-end
-
--- Runs in every call before the epilogue calls apply or undo: its checks of the record
--- keys (their types) stand for theirs.
-settle_expired()
+-- Reservations past their life are settled (settling.lua): their units move to SETTLED
+-- per SKU. Runs in every call before the epilogue calls apply or undo: its checks of
+-- the record keys (their types) stand for theirs.
+settle_expired(RESERVATIONS, RESERVED_AT, SETTLED, TRIM_PER_CALL, function(reservation)
+  return quantities(reservation.items)
+end)

@@ -1,5 +1,6 @@
--- Payment, part 2 of 3 (see prologue.lua). KEYS[3] balances HASH customer -> minor
--- units, KEYS[4] charges HASH saga_id -> effect JSON {saga_id, customer_id, amount},
+-- Payment, part 2 of 3 (see prologue.lua), after the shared settling.lua (units_of,
+-- MOST, expect_hash, settle_expired). KEYS[3] balances HASH customer -> minor units,
+-- KEYS[4] charges HASH saga_id -> effect JSON {saga_id, customer_id, amount},
 -- KEYS[5] their index ZSET saga_id -> when written (ms; prologue.lua's `retention`),
 -- KEYS[6] settled HASH customer -> minor units of the charges that outlived the retention.
 -- Amounts travel as decimal strings so HINCRBY gets them exactly. A script that
@@ -8,34 +9,9 @@
 -- balance that is not a whole number of minor units refuses a charge and faults a
 -- refund (retried until someone repairs it), with nothing written either way.
 -- Every call first settles up to TRIM_PER_CALL charges past their life (see
--- settle_expired below), checked whole and then written, before the command's turn.
+-- settle_expired at the end), checked whole and then written, before the command's turn.
 local BALANCES, CHARGES, CHARGED_AT, SETTLED = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local TRIM_PER_CALL = 4  -- a call writes at most one charge
--- Minor units are exact both as Lua numbers and for HINCRBY up to 2^53.
-local MOST, MOST_TEXT = 2 ^ 53, '9007199254740992'
-
--- Minor units as HINCRBY reads them and Lua compares them exactly: '0' or a decimal
--- integer without sign, spaces or leading zeros, at most 2^53. nil otherwise.
-local function units_of(text)
-  if type(text) ~= 'string' or (text ~= '0' and not string.find(text, '^[1-9]%d*$')) then
-    return nil
-  end
-  if #text > #MOST_TEXT or (#text == #MOST_TEXT and text > MOST_TEXT) then
-    return nil
-  end
-  return tonumber(text)
-end
-
-local function shown(text)
-  return string.format('%q', string.sub(tostring(text), 1, 40))
-end
-
-local function expect_hash(key)
-  local kind = redis.call('TYPE', key).ok
-  if kind ~= 'hash' and kind ~= 'none' then
-    error(string.format('%s holds a %s, not a hash: nothing written', key, kind), 0)
-  end
-end
 
 local function apply(args, effect_json)
   local customer, amount = args.customer_id, units_of(args.amount)
@@ -91,53 +67,13 @@ local function undo(effect, _)
   retention.drop(CHARGES, CHARGED_AT, effect.saga_id)
 end
 
--- Charges past their life are settled for good: their amounts move to SETTLED, so
--- balance + amounts charged + amounts settled stays what was seeded. Their step's
--- effect record has expired, so nothing can refund them any more. A record that
--- cannot be read, or whose amount SETTLED cannot take (a figure that is not whole
--- minor units), is not dropped: it is kept, and looked at again a retention later.
-local function settle_expired()
-  local expired = retention.expired(CHARGES, CHARGED_AT, TRIM_PER_CALL)
-  expect_hash(SETTLED)
-  local settled, changed, order, gone, kept = {}, {}, {}, {}, {}
-  local function settled_of(customer)  -- false: not whole minor units
-    if settled[customer] == nil then
-      settled[customer] = units_of(redis.call('HGET', SETTLED, customer) or '0') or false
-    end
-    return settled[customer]
+-- Charges past their life are settled (settling.lua): their amounts move to SETTLED
+-- per customer. Runs in every call before the epilogue calls apply or undo: its checks
+-- of the record keys (their types) stand for theirs.
+settle_expired(CHARGES, CHARGED_AT, SETTLED, TRIM_PER_CALL, function(charge)
+  local customer, amount = charge.customer_id, units_of(charge.amount)
+  if type(customer) ~= 'string' or not amount then
+    return nil
   end
-  for _, entry in ipairs(expired) do
-    local fits, customer, amount = true, nil, nil
-    if entry[2] then  -- false: an index entry whose field is gone already
-      local decoded, effect = pcall(cjson.decode, entry[2])
-      if decoded and type(effect) == 'table' and type(effect.customer_id) == 'string' then
-        customer, amount = effect.customer_id, units_of(effect.amount)
-      end
-      local so_far = customer and amount and settled_of(customer)
-      fits = so_far and so_far <= MOST - amount
-    end
-    if fits then
-      gone[#gone + 1] = entry
-      if customer then
-        if not changed[customer] then
-          changed[customer] = true
-          order[#order + 1] = customer
-        end
-        settled[customer] = settled[customer] + amount
-      end
-    else
-      kept[#kept + 1] = entry
-    end
-  end
-  for _, customer in ipairs(order) do
-    redis.call('HSET', SETTLED, customer, string.format('%d', settled[customer]))
-  end
-  retention.forget(CHARGES, CHARGED_AT, gone)
-  for _, entry in ipairs(kept) do
-    retention.keep(CHARGES, CHARGED_AT, entry[1], entry[2])
-  end
-end
-
--- Runs in every call before the epilogue calls apply or undo: its checks of the record
--- keys (their types) stand for theirs.
-settle_expired()
+  return {customer}, {[customer] = amount}
+end)

@@ -11,13 +11,6 @@ local SHIPMENTS, CANCELLED = KEYS[3], KEYS[4]
 local SHIPPED_AT, CANCELLED_AT, TRIMMED = KEYS[5], KEYS[6], KEYS[7]
 local TRIM_PER_CALL = 4  -- a call writes at most one record
 
-local function expect_hash(key)
-  local kind = redis.call('TYPE', key).ok
-  if kind ~= 'hash' and kind ~= 'none' then
-    error(string.format('%s holds a %s, not a hash: nothing written', key, kind), 0)
-  end
-end
-
 local function apply(args, effect_json)
   if type(args.saga_id) ~= 'string' then
     return false, 'invalid_shipment', 'no saga_id to record the shipment under'

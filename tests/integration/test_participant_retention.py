@@ -1,11 +1,12 @@
 """Participants' records live SAGA_RETENTION_S, and no longer (issue 12, class 3).
 
 Reservations, charges, shipments, cancellations, sent marks and notices used to be
-kept for ever. On the real Redis, with a one-second retention: the records written
-before it ran out are dropped by the next commands (a few per call), with their index
-entries and stream entries; the ones written since stay; expired reservations and
-charges are settled, so stock and money are still conserved; and round after round,
-nothing of a participant grows.
+kept for ever, and so were the trip-booking example's bookings and itineraries. On the
+real Redis, with a one-second retention: the records written before it ran out are
+dropped by the next commands (a few per call), with their index entries and stream
+entries; the ones written since stay; expired reservations and charges are settled, so
+stock and money are still conserved; and round after round, nothing of a participant
+grows.
 
 Every record lives the retention plus a grace of one second (prologue.lua's
 `retention`), so that it outlives its step's effect record.
@@ -19,6 +20,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from examples.trip_booking import topics as trip
+from examples.trip_booking.bookings import BOOKINGS, BookingKeys, open_for_booking
+from examples.trip_booking.itineraries import ITINERARIES, ItineraryKeys
+from examples.trip_booking.saga import TRIP_BOOKING
 from participants import inspection, keys
 from participants.conservation import conservation_violations
 from participants.inventory import INVENTORY
@@ -26,7 +31,8 @@ from participants.notification import NOTIFICATION
 from participants.seed import SeedData, load_seed
 from saga_worker.participant.definition import Participant
 from saga_worker.participant.effects import EffectStore, Pending
-from saga_worker.participant.protocol import Apply, Completed, Failed, Outcome
+from saga_worker.participant.protocol import Apply, Compensated, Completed, Failed, Outcome
+from saga_worker.participant.runtime import settler_for
 from saga_worker.wire import SagaCommand
 from schemas import MESSAGE_TYPES
 from schemas import topics as t
@@ -353,3 +359,84 @@ async def test_a_domain_body_of_ones_own_keeps_and_trims_its_records_with_the_he
     assert outcome.retryable
     assert "not a zset" in outcome.error
     assert await fields(redis_client, entries) == {"d", "e"}
+
+
+# -- the trip-booking example's records -----------------------------------------------
+
+FLIGHT, HOTEL = "LH1234-2025-06-01", "hotel-alpenrose"
+STEP_OF = {  # topic -> its step: a cancel finds the effect record of its booking's step
+    topic: name
+    for name, step in TRIP_BOOKING.steps.items()
+    for topic in (step.command_topic, step.compensation_topic)
+    if topic is not None
+}
+
+
+def trip_command(participant: Participant, topic: str, saga_id: str) -> Pending:
+    route = participant.routes[topic]
+    command = route.model.model_validate(
+        {
+            "saga_id": saga_id,
+            "step_name": STEP_OF[topic],
+            "command_id": f"{saga_id}:{topic}",
+            "attempt": 1,
+            "trip_id": f"trip-{saga_id}",
+            "traveller": {"name": "Ada Lovelace", "email": "ada@example.org"},
+            "flight": FLIGHT,
+            "hotel": HOTEL,
+        }
+    )
+    return Pending(command, topic, route.kind, route.prepare(command))
+
+
+async def test_the_trip_examples_bookings_and_itineraries_outliving_the_retention_are_dropped(
+    services: Services, prefix: str, redis_client: aioredis.Redis
+) -> None:
+    settings = settings_for(services, prefix, saga_retention_s=1.0)
+    ttl_ms = int(settings.retention.total_seconds() * 1000)
+    # The stores the participant workers settle their batches through, as they make them.
+    bookings = settler_for(BOOKINGS, redis_client, settings.saga_key_prefix, ttl_ms)
+    itineraries = settler_for(ITINERARIES, redis_client, settings.saga_key_prefix, ttl_ms)
+    booked, sent = BookingKeys.under(prefix), ItineraryKeys.under(prefix)
+    await open_for_booking(redis_client, prefix, seats={FLIGHT: 10}, rooms={HOTEL: 10})
+
+    async def trips(*sagas: str, cancel_hotel: Sequence[str] = ()) -> None:
+        books = [(s, topic) for s in sagas for topic in (trip.BOOK_FLIGHT, trip.BOOK_HOTEL)]
+        batch = [trip_command(BOOKINGS, topic, s) for s, topic in books]
+        batch += [trip_command(BOOKINGS, trip.CANCEL_HOTEL, s) for s in cancel_hotel]
+        outcomes = [type(settled.outcome) for settled in await bookings.settle(batch)]
+        assert outcomes == [Completed] * len(books) + [Compensated] * len(cancel_hotel)
+        sends = [trip_command(ITINERARIES, trip.SEND_ITINERARY, s) for s in sagas]
+        assert all(isinstance(s.outcome, Completed) for s in await itineraries.settle(sends))
+
+    async def left() -> tuple[int, int]:
+        seats = await redis_client.hget(booked.seats, FLIGHT)
+        rooms = await redis_client.hget(booked.rooms, HOTEL)
+        return int(seats or -1), int(rooms or -1)
+
+    await trips("o0", "o1", "o2", cancel_hotel=["o2"])
+    old = {"o0/flight", "o0/hotel", "o1/flight", "o1/hotel", "o2/flight"}
+    assert await fields(redis_client, booked.booked) == old
+    assert await members(redis_client, booked.booked_written) == old
+    assert await fields(redis_client, sent.sent) == {"trip-o0", "trip-o1", "trip-o2"}
+    assert await members(redis_client, sent.sent_written) == {"trip-o0", "trip-o1", "trip-o2"}
+    assert await left() == (7, 8)
+    await wait_past_the_retention(redis_client, await redis_ms(redis_client), ttl_ms)
+
+    # Two booking calls drop up to 4 expired bookings each, one itinerary call up to 4.
+    await trips("n0")
+    assert await fields(redis_client, booked.booked) == {"n0/flight", "n0/hotel"}
+    assert await members(redis_client, booked.booked_written) == {"n0/flight", "n0/hotel"}
+    assert await fields(redis_client, sent.sent) == {"trip-n0"}
+    assert await members(redis_client, sent.sent_written) == {"trip-n0"}
+    assert await left() == (6, 7)  # what expired stays booked: no cancel can come for it
+
+    # An index of the wrong type: refused before the seat is taken.
+    await redis_client.delete(booked.booked_written)
+    await redis_client.set(booked.booked_written, "not a sorted set")
+    [settled] = await bookings.settle([trip_command(BOOKINGS, trip.BOOK_FLIGHT, "n1")])
+    assert isinstance(settled.outcome, Failed)
+    assert settled.outcome.retryable
+    assert "not a zset" in settled.outcome.error
+    assert await left() == (6, 7)
+    assert await fields(redis_client, booked.booked) == {"n0/flight", "n0/hotel"}
