@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -291,3 +292,156 @@ def test_a_topic_kafka_could_not_hold_under_a_prefix_is_refused(
     build("t" * MAX_TOPIC_CHARS)
     with pytest.raises(DefinitionError, match=message):
         build(topic)
+
+
+# -- every refusal names what is wrong, word for word -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: Step(5, "svc.a", "svc.b"),  # type: ignore[arg-type]
+            "step name must be a Python-style identifier, got 5",
+        ),
+        (
+            lambda: Step("a", "bad topic", "svc.b"),
+            "step 'a' command_topic must be a valid Kafka topic name, got 'bad topic'",
+        ),
+        (
+            lambda: Step("a", 5, "svc.b"),  # type: ignore[arg-type]
+            "step 'a' command_topic must be a valid Kafka topic name, got 5",
+        ),
+        (
+            lambda: Step("a", "svc.a", "svc/b"),
+            "step 'a' compensation_topic must be a valid Kafka topic name, got 'svc/b'",
+        ),
+        (
+            lambda: Step("a", "svc.a", "svc.b", kind="pivot"),  # type: ignore[arg-type]
+            "step 'a': kind must be a StepKind",
+        ),
+        (
+            lambda: Step("a", "svc.a"),
+            "compensatable step 'a' needs a compensation_topic "
+            "(or make it the pivot or a retriable step)",
+        ),
+        (
+            lambda: Step("r", "svc.r", "svc.undo", kind=StepKind.RETRIABLE),
+            "retriable step 'r' is never compensated: drop its compensation_topic",
+        ),
+        (
+            lambda: Step("a", "svc.a", "svc.b", timeout=timedelta(seconds=-1)),
+            "step 'a': timeout must be a positive timedelta",
+        ),
+        (
+            lambda: Step("a", "svc.a", "svc.b", timeout=5),  # type: ignore[arg-type]
+            "step 'a': timeout must be a positive timedelta",
+        ),
+        (
+            lambda: Step("a", "svc.a", "svc.b", retry=3),  # type: ignore[arg-type]
+            "step 'a': retry must be a RetryPolicy",
+        ),
+        (Parallel, "a Parallel group needs at least one step"),
+        (
+            lambda: Parallel(comp("a"), pivot("p")),
+            "pivot step 'p' cannot be inside a Parallel group",
+        ),
+        (
+            lambda: Parallel(comp("a"), "b"),  # type: ignore[arg-type]
+            "a Parallel group holds Steps only, got 'b'",
+        ),
+        (saga, "saga 'S' needs at least one step"),
+        (
+            lambda: saga(comp("a"), name="Order Saga"),
+            "saga name must be a Python-style identifier, got 'Order Saga'",
+        ),
+        (lambda: saga(comp("a"), version=0), "saga 'S': version must be an int >= 1"),
+        (lambda: saga(comp("a"), version=True), "saga 'S': version must be an int >= 1"),
+        (
+            lambda: SagaDefinition("S", 1, (comp("a"),), "a b", "Failed"),
+            "saga 'S' completed_topic must be a valid Kafka topic name, got 'a b'",
+        ),
+        (
+            lambda: SagaDefinition("S", 1, (comp("a"),), "Done", "a b"),
+            "saga 'S' failed_topic must be a valid Kafka topic name, got 'a b'",
+        ),
+        (
+            lambda: saga(comp("a"), compensation_retry=3),
+            "saga 'S': compensation_retry must be a RetryPolicy",
+        ),
+        (
+            lambda: saga(comp("a"), compensation_retry=DEFAULT_RETRY.max_attempts),
+            "saga 'S': compensation_retry must be a RetryPolicy",
+        ),
+        (
+            lambda: saga(comp("a"), compensation_timeout=timedelta(0)),
+            "saga 'S': compensation_timeout must be positive",
+        ),
+        (
+            lambda: saga("a"),  # type: ignore[arg-type]
+            "saga 'S': a stage is a Step or a Parallel group, got 'a'",
+        ),
+        (lambda: saga(comp("a"), comp("a")), "saga 'S': duplicate step name 'a'"),
+        (
+            lambda: saga(pivot("p"), pivot("q")),
+            "saga 'S': at most one pivot step, found 'p' and 'q'",
+        ),
+        (
+            lambda: saga(pivot(), comp("a")),
+            "saga 'S': compensatable step 'a' comes after the pivot; "
+            "only retriable steps may follow it",
+        ),
+        (
+            lambda: saga(retriable("r")),
+            "saga 'S': retriable step 'r' must come after a pivot step",
+        ),
+        (
+            lambda: saga(comp("a"), failure_notices=(("n",),)),
+            "saga 'S': a failure notice is (name, topic)",
+        ),
+        (
+            lambda: saga(comp("a"), failure_notices=(("1n", "svc.n"),)),
+            "failure notice name must be a Python-style identifier, got '1n'",
+        ),
+        (
+            lambda: saga(comp("a"), failure_notices=(("n", "a b"),)),
+            "failure notice 'n' topic must be a valid Kafka topic name, got 'a b'",
+        ),
+        (
+            lambda: saga(comp("a"), failure_notices=(("a", "svc.n"),)),
+            "saga 'S': failure notice name 'a' is already used",
+        ),
+        (
+            lambda: Step("a", "t" * (MAX_TOPIC_CHARS + 1), "svc.b"),
+            f"step 'a' command_topic '{'t' * 201}' is 201 characters, more than 200: "
+            "Kafka allows 249, less 49 kept for the deployment prefix",
+        ),
+        (
+            lambda: Step(TOO_LONG, "svc.a", "svc.b"),
+            f"step name '{TOO_LONG}' is 85 characters, more than 84: "
+            "the ids derived from it would not fit the wire's 128-character ids",
+        ),
+    ],
+)
+def test_a_refusal_says_exactly_what_is_wrong(build: Any, message: str) -> None:
+    with pytest.raises(DefinitionError, match=f"^{re.escape(message)}$"):
+        build()
+
+
+def test_a_changed_definition_under_a_registered_version_is_refused_word_for_word() -> None:
+    registry = DefinitionRegistry([saga(comp("a"))])
+    message = "saga 'S' version 1 is already registered with different content; bump the version"
+    with pytest.raises(DefinitionError, match=f"^{re.escape(message)}$"):
+        registry.register(saga(comp("b")))
+
+
+def test_a_definition_knows_its_pivot_and_hashes_by_its_key() -> None:
+    a, b = comp("a"), comp("b")
+    group = Parallel(a, b)
+    assert list(group) == [a, b]
+    assert saga(group, pivot()).pivot_stage == 1
+    assert saga(comp("a")).pivot_stage is None
+    d = saga(comp("a"), pivot(), retriable("r"))
+    assert d.pivot_stage == 1
+    assert hash(d) == hash(("S", 1)) == hash(saga(comp("a")))
+    assert len({d, saga(comp("a")), saga(comp("a"), version=2)}) == 3

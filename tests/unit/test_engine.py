@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from participants.order_fulfillment import COMPENSATION_RETRY, ORDER_FULFILLMENT, STEP_RETRY
 from saga_worker.engine.decide import (
+    HISTORY_HEAD,
+    HISTORY_TAIL,
+    HISTORY_TRIMMED,
     Decision,
     TimerCancel,
     TimerSet,
+    command_belongs_to,
     command_id,
     compensation_id,
     decide,
     parse_timer_id,
 )
+from saga_worker.engine.definition import WIRE_MAX_ATTEMPT, SagaDefinition, Step
 from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
@@ -26,9 +33,9 @@ from saga_worker.engine.events import (
     StepSucceeded,
     TimerFired,
 )
-from saga_worker.engine.harness import Fail, NoReply, SagaHarness, StepScript, Succeed
-from saga_worker.engine.retry import compute_backoff
-from saga_worker.engine.state import SagaState, SagaStatus, StepStatus
+from saga_worker.engine.harness import Action, Fail, NoReply, SagaHarness, StepScript, Succeed
+from saga_worker.engine.retry import RetryPolicy, compute_backoff
+from saga_worker.engine.state import SagaState, SagaStatus, StepStatus, Transition
 from saga_worker.errors import DefinitionMismatchError
 from schemas import topics
 
@@ -248,8 +255,11 @@ def test_a_business_failure_after_the_pivot_needs_an_operator_then_resumes() -> 
     h = run({"send_confirmation": StepScript(attempts=(Fail("bad address", retryable=False),))})
     state = h.state(SID)
     assert state.status is SagaStatus.NEEDS_OPERATOR
-    assert state.operator_reason is not None
-    assert "send_confirmation" in state.operator_reason
+    assert state.operator_reason == (
+        "step send_confirmation gave up after 1 attempts: attempt 1 failed: bad address"
+    )
+    assert state.history[-1].step == "send_confirmation"
+    assert state.history[-1].detail == "attempt 1 failed: bad address"
     assert state.step("send_confirmation").stuck
     assert not state.timers
     assert not [m for m in h.published if m.topic in COMP_TOPIC.values()]
@@ -521,13 +531,25 @@ def test_a_minimal_failure_while_compensating_is_a_compensation_failure() -> Non
     decision = decide(state, StepFailed("reserve_inventory", "db down"), T0, D)
     assert decision.state is not None
     assert decision.state.step("reserve_inventory").status is StepStatus.COMPENSATION_FAILED
+    assert decision.state.step("reserve_inventory").error == "compensation 1 failed: db down"
+    assert decision.state.history[-1].detail == "compensation 1 failed: db down"
     assert [type(t) for t in decision.timers] == [TimerCancel, TimerSet]
 
 
 def test_a_state_of_another_definition_is_a_wiring_bug() -> None:
     state = started()
-    with pytest.raises(DefinitionMismatchError):
+    message = "saga saga-1 runs OrderFulfillment v1, decide got ParallelSaga v1"
+    with pytest.raises(DefinitionMismatchError, match=f"^{message}$"):
         decide(state, OperatorRetry(), T0, parallel_definition())
+    with pytest.raises(TypeError, match=r"^not an engine event: 'ping'$"):
+        decide(state, "ping", T0, D)  # type: ignore[arg-type]
+
+
+def test_a_reply_belongs_to_a_saga_by_the_prefix_of_its_command_id() -> None:
+    assert command_belongs_to(SID, None)  # a minimal reply names no command
+    assert command_belongs_to(SID, "saga-1:reserve_inventory:a1")
+    assert not command_belongs_to(SID, "saga-10:reserve_inventory:a1")
+    assert not command_belongs_to(SID, "saga-1")
 
 
 def test_decide_does_not_touch_its_input() -> None:
@@ -747,3 +769,435 @@ def test_a_minimal_participant_failing_every_attempt_is_compensated_too(failing:
     comps = [m.topic for m in h.published if m.topic in COMP_TOPIC.values()]
     assert comps == [COMP_TOPIC[s] for s in reversed(done)]
     assert_quiet(h)
+
+
+# -- an operator's retry gives a fresh budget ------------------------------------------
+
+BUDGET = RetryPolicy(
+    max_attempts=2,
+    initial_backoff=timedelta(seconds=1),
+    multiplier=4.0,
+    max_backoff=timedelta(seconds=60),
+    jitter=0.0,
+)
+FAILING_AGAIN: dict[str, Action] = {
+    "retryable": Fail("still down", retryable=True),
+    "unsure": Fail("still down", retryable=None),
+    "silent": NoReply(),
+}
+
+
+def confirmation_with_budget() -> SagaDefinition:
+    """OrderFulfillment whose retriable confirmation gives up after BUDGET's 2 attempts."""
+    confirmation = D.stages[-1]
+    assert isinstance(confirmation, Step)
+    return replace(D, stages=(*D.stages[:-1], replace(confirmation, retry=BUDGET)))
+
+
+def sent_attempts(h: SagaHarness, topic: str) -> list[int]:
+    return [m.payload["attempt"] for m in h.messages(topic=topic)]
+
+
+def gave_up_at(h: SagaHarness) -> list[int]:
+    """The confirmation's attempt each time the saga stopped for an operator."""
+    return [
+        a.decision.state.step("send_confirmation").attempt
+        for a in h.log
+        if a.decision.ignored is None
+        and a.decision.state is not None
+        and a.decision.state.status is SagaStatus.NEEDS_OPERATOR
+        and a.decision.state.history[-1].from_status is not SagaStatus.NEEDS_OPERATOR
+    ]
+
+
+@pytest.mark.parametrize("failing", FAILING_AGAIN.values(), ids=FAILING_AGAIN.keys())
+def test_a_resumed_step_that_fails_again_gets_its_whole_budget_each_time(failing: Action) -> None:
+    definition = confirmation_with_budget()
+    scripts = {**ok_scripts(), "send_confirmation": StepScript(then=failing)}
+    h = SagaHarness(definition, scripts)
+    h.run_saga(SID, ORDER_DATA)
+    for resumed in (1, 2):
+        state = h.state(SID)
+        assert state.status is SagaStatus.NEEDS_OPERATOR
+        st = state.step("send_confirmation")
+        assert (st.attempt, st.base, st.stuck) == (2 * resumed, 2 * (resumed - 1), True)
+        how = "timed out" if isinstance(failing, NoReply) else "failed: still down"
+        assert state.operator_reason == (
+            f"step send_confirmation gave up after 2 attempts: attempt {2 * resumed} {how}"
+        )
+        decision = h.apply(SID, OperatorRetry())
+        assert [m.message_id for m in decision.outgoing] == [
+            f"{SID}:send_confirmation:a{2 * resumed + 1}"
+        ]
+        st = h.state(SID).step("send_confirmation")
+        assert (st.attempt, st.base, st.stuck) == (2 * resumed + 1, 2 * resumed, False)
+        h.run()
+    # each budget was two attempts, and the retry in it waited the first backoff
+    assert sent_attempts(h, topics.SEND_ORDER_CONFIRMATION) == [1, 2, 3, 4, 5, 6]
+    assert gave_up_at(h) == [2, 4, 6]
+    retries = [
+        a.at for a in h.log if isinstance(a.event, TimerFired) and a.event.timer_id[0] == "r"
+    ]
+    failed_at = [
+        a.at
+        for a in h.log
+        if a.decision.ignored is None
+        and a.decision.state is not None
+        and a.decision.state.step("send_confirmation").status
+        in (StepStatus.FAILED, StepStatus.TIMED_OUT)
+        and any(isinstance(t, TimerSet) and t.timer_id.startswith("r:") for t in a.decision.timers)
+    ]
+    assert [r - f for r, f in zip(retries, failed_at, strict=True)] == [BUDGET.initial_backoff] * 3
+    # fixed at last: the third resume completes the saga
+    h.scripts["send_confirmation"] = StepScript()
+    h.apply(SID, OperatorRetry())
+    h.run()
+    assert h.state(SID).status is SagaStatus.COMPLETED
+    assert sent_attempts(h, topics.SEND_ORDER_CONFIRMATION) == [1, 2, 3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("failing", FAILING_AGAIN.values(), ids=FAILING_AGAIN.keys())
+def test_a_resumed_compensation_that_fails_again_gets_its_whole_budget_each_time(
+    failing: Action,
+) -> None:
+    definition = replace(D, compensation_retry=BUDGET)
+    scripts = {
+        **ok_scripts(),
+        "create_shipment": StepScript(attempts=(Fail("no carrier"),)),
+        "reserve_inventory": StepScript(
+            then=Succeed(RESULTS["reserve_inventory"]), compensations_then=failing
+        ),
+    }
+    h = SagaHarness(definition, scripts)
+    h.run_saga(SID, ORDER_DATA)
+    for resumed in (1, 2):
+        state = h.state(SID)
+        assert state.status is SagaStatus.NEEDS_OPERATOR
+        st = state.step("reserve_inventory")
+        assert st.status is StepStatus.COMPENSATION_FAILED
+        assert (st.comp_attempt, st.comp_base, st.stuck) == (2 * resumed, 2 * (resumed - 1), True)
+        how = "timed out" if isinstance(failing, NoReply) else "failed: still down"
+        assert state.operator_reason == (
+            "compensation of reserve_inventory gave up after 2 attempts: "
+            f"compensation {2 * resumed} {how}"
+        )
+        decision = h.apply(SID, OperatorRetry())
+        assert [m.message_id for m in decision.outgoing] == [
+            f"{SID}:reserve_inventory:c{2 * resumed + 1}"
+        ]
+        st = h.state(SID).step("reserve_inventory")
+        assert (st.comp_attempt, st.comp_base, st.stuck) == (2 * resumed + 1, 2 * resumed, False)
+        h.run()
+    assert sent_attempts(h, topics.RELEASE_RESERVATION) == [1, 2, 3, 4, 5, 6]
+    retries = [
+        a.at for a in h.log if isinstance(a.event, TimerFired) and a.event.timer_id[:3] == "cr:"
+    ]
+    assert len(retries) == 3  # one backoff in each budget of two attempts
+    h.scripts["reserve_inventory"] = StepScript()
+    h.apply(SID, OperatorRetry())
+    h.run()
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.step("reserve_inventory").status is StepStatus.COMPENSATED
+    assert sent_attempts(h, topics.RELEASE_RESERVATION) == [1, 2, 3, 4, 5, 6, 7]
+    assert not h.messages(topic=topics.CANCEL_SHIPMENT)  # the pivot failed: nothing to undo
+
+
+# -- abort at each point around the pivot ----------------------------------------------
+
+
+def pivot_failed_retryably(state: SagaState) -> bool:
+    return state.step("create_shipment").status is StepStatus.FAILED
+
+
+ABORT_POINTS: dict[str, tuple[dict[str, StepScript], Callable[[SagaState], bool], list[str]]] = {
+    # a step before the pivot is in flight: everything that may have run is undone
+    "first-step-in-flight": (
+        {},
+        lambda s: s.step("reserve_inventory").status is StepStatus.PENDING,
+        [topics.RELEASE_RESERVATION],
+    ),
+    "pivot-not-sent-yet": (
+        {},
+        lambda s: s.step("process_payment").status is StepStatus.PENDING,
+        [topics.REFUND_PAYMENT, topics.RELEASE_RESERVATION],
+    ),
+    # the pivot is in flight: it may take effect, so the saga can still be aborted
+    "pivot-in-flight": (
+        {},
+        lambda s: s.step("create_shipment").status is StepStatus.PENDING,
+        [topics.CANCEL_SHIPMENT, topics.REFUND_PAYMENT, topics.RELEASE_RESERVATION],
+    ),
+    "pivot-failed-awaiting-its-retry": (
+        {"create_shipment": StepScript(attempts=(Fail("busy", retryable=True),))},
+        pivot_failed_retryably,
+        [topics.REFUND_PAYMENT, topics.RELEASE_RESERVATION],
+    ),
+    "pivot-timed-out-awaiting-its-retry": (
+        {"create_shipment": StepScript(attempts=(NoReply(),))},
+        lambda s: s.step("create_shipment").status is StepStatus.TIMED_OUT,
+        [topics.CANCEL_SHIPMENT, topics.REFUND_PAYMENT, topics.RELEASE_RESERVATION],
+    ),
+}
+
+
+def advance_until(h: SagaHarness, reached: Callable[[SagaState], bool]) -> None:
+    while not reached(h.state(SID)):
+        assert h.step_once(), "the saga went quiet before the point was reached"
+
+
+@pytest.mark.parametrize(
+    ("scripts", "reached", "compensations"), ABORT_POINTS.values(), ids=ABORT_POINTS.keys()
+)
+def test_an_abort_before_the_pivot_succeeded_compensates_what_may_have_run(
+    scripts: dict[str, StepScript],
+    reached: Callable[[SagaState], bool],
+    compensations: list[str],
+) -> None:
+    h = SagaHarness(D, {**ok_scripts(), **scripts})
+    h.start(SID, ORDER_DATA)
+    advance_until(h, reached)
+    assert h.state(SID).stage <= D.pivot_stage  # type: ignore[operator]
+    decision = h.apply(SID, OperatorAbort("customer cancelled"))
+    assert decision.ignored is None
+    assert decision.state is not None
+    assert decision.state.status is SagaStatus.COMPENSATING
+    assert decision.state.error == "aborted: customer cancelled"
+    h.run()
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.error == "aborted: customer cancelled"
+    assert [m.topic for m in h.published if m.topic in COMP_TOPIC.values()] == compensations
+    assert topics_sent(h)[-1] == topics.FULFILLMENT_FAILED
+    assert not h.messages(topic=topics.SEND_ORDER_CONFIRMATION)
+    assert not h.messages(topic=topics.FULFILLMENT_COMPLETED)
+    assert_quiet(h)
+
+
+@pytest.mark.parametrize("confirmation", [StepScript(), StepScript(then=NoReply())])
+def test_an_abort_is_refused_once_the_pivot_succeeded(confirmation: StepScript) -> None:
+    h = SagaHarness(D, {**ok_scripts(), "send_confirmation": confirmation})
+    h.start(SID, ORDER_DATA)
+    advance_until(h, lambda s: s.step("create_shipment").status is StepStatus.SUCCEEDED)
+    before = h.state(SID)
+    assert before.stage == D.pivot_stage + 1  # type: ignore[operator]
+    assert before.step("send_confirmation").status is StepStatus.PENDING
+    decision = h.apply(SID, OperatorAbort("too late"))
+    assert decision.ignored == "abort refused: the pivot step already succeeded"
+    assert decision.state is before
+    assert (decision.outgoing, decision.timers) == ((), ())
+    h.run_until(h.clock.now + timedelta(seconds=30))
+    assert not [m for m in h.published if m.topic in COMP_TOPIC.values()]
+    assert not h.messages(topic=topics.FULFILLMENT_FAILED)
+
+
+# -- what a decision records: errors, reasons and the history's entries --------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kept", "detail"),
+    [
+        ("", "failed", ""),
+        ("x" * 200, "x" * 200, "x" * 200),
+        ("x" * 201, "x" * 199 + "…", "x" * 199 + "…"),
+    ],
+    ids=["empty", "200-characters", "201-characters"],
+)
+def test_a_failure_reason_is_recorded_clipped_to_200_characters(
+    error: str, kept: str, detail: str
+) -> None:
+    state = applied(started(), StepFailed("reserve_inventory", error, retryable=True))
+    assert state.step("reserve_inventory").error == kept
+    assert state.history[-1].detail == f"attempt 1 failed: {detail}"
+    assert state.history[-1].step == "reserve_inventory"
+
+
+def test_a_saga_that_fails_with_nothing_to_compensate_records_why() -> None:
+    h = run({"reserve_inventory": StepScript(attempts=(Fail("no stock"),))})
+    last = h.state(SID).history[-1]
+    assert (last.event, last.from_status, last.to_status) == (
+        "StepFailed",
+        SagaStatus.PENDING,
+        SagaStatus.FAILED,
+    )
+    assert (last.step, last.detail) == (
+        "reserve_inventory",
+        "step reserve_inventory: attempt 1 failed: no stock",
+    )
+
+
+def test_each_answer_in_a_group_is_recorded_under_its_step() -> None:
+    h = run_parallel(
+        {
+            "c": StepScript(then=Succeed(delay=timedelta(milliseconds=200))),
+            "d": StepScript(then=Fail("no", retryable=False)),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    rows = [(t.event, t.to_status, t.step, t.detail) for t in state.history]
+    assert rows == [
+        ("StartSaga", SagaStatus.STARTED, None, None),
+        ("StartSaga", SagaStatus.PENDING, "a", None),
+        ("StepSucceeded", SagaStatus.PENDING, "a", None),
+        ("StepSucceeded", SagaStatus.PENDING, "b", None),  # c still running
+        ("StepSucceeded", SagaStatus.PENDING, "c", None),
+        ("StepFailed", SagaStatus.COMPENSATING, "d", "step d: attempt 1 failed: no"),
+        ("CompensationSucceeded", SagaStatus.COMPENSATING, "b", None),  # c still compensating
+        ("CompensationSucceeded", SagaStatus.COMPENSATING, "c", None),
+        ("CompensationSucceeded", SagaStatus.FAILED, "a", None),
+    ]
+
+
+def test_the_operators_reason_stays_while_other_steps_move_on() -> None:
+    h = run_parallel(
+        {
+            "d": StepScript(then=Fail("no", retryable=False)),
+            "b": StepScript(compensations=(Fail("refund refused", retryable=False),)),
+            "c": StepScript(compensations=(Succeed(delay=timedelta(seconds=1)),)),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.NEEDS_OPERATOR
+    assert state.step("c").status is StepStatus.COMPENSATED  # answered after b gave up
+    assert state.history[-1].step == "c"
+    assert state.operator_reason == (
+        "compensation of b gave up after 1 attempts: compensation 1 failed: refund refused"
+    )
+
+
+def test_a_pivot_without_compensation_in_flight_at_an_abort_is_abandoned() -> None:
+    h = SagaHarness(P, {"d": StepScript(then=Succeed(delay=timedelta(milliseconds=150)))})
+    h.start(SID, {"k": "v"})
+    advance_until(h, lambda s: s.step("d").status is StepStatus.PENDING)
+    state = applied_to(h, OperatorAbort("stop"))
+    assert state.step("d").status is StepStatus.ABANDONED
+    assert state.step("d").uncertain
+    assert state.status is SagaStatus.COMPENSATING
+    h.run()
+    state = h.state(SID)
+    assert state.status is SagaStatus.FAILED
+    assert state.step("d").status is StepStatus.ABANDONED  # it has nothing to undo it with
+    late = [a for a in h.log if isinstance(a.event, StepSucceeded) and a.event.step == "d"]
+    assert [a.decision.ignored for a in late] == ["step d is abandoned, not awaiting a reply"]
+
+
+def applied_to(h: SagaHarness, event: Event) -> SagaState:
+    decision = h.apply(SID, event)
+    assert decision.ignored is None, decision.ignored
+    return h.state(SID)
+
+
+def test_a_terminal_saga_holds_no_timer_not_even_a_stray_one() -> None:
+    state = waiting_for("create_shipment")
+    state = applied(state, StepSucceeded("create_shipment", {}, attempt=1))
+    stray = T0 + timedelta(hours=1)
+    state = replace(state, timers={**state.timers, "r:reserve_inventory:7": stray})
+    decision = decide(state, StepSucceeded("send_confirmation", {}, attempt=1), T0, D)
+    assert decision.state is not None
+    assert decision.state.status is SagaStatus.COMPLETED
+    assert decision.state.timers == {}
+    assert TimerCancel("r:reserve_inventory:7") in decision.timers
+
+
+def test_an_operator_retry_with_no_stuck_step_is_ignored() -> None:
+    state = replace(started(), status=SagaStatus.NEEDS_OPERATOR)
+    assert_ignored(decide(state, OperatorRetry(), T0, D), state, "no stuck step to retry")
+
+
+def test_a_compensation_that_made_every_attempt_the_wire_carries_is_not_resumed() -> None:
+    h = run(
+        {
+            "create_shipment": StepScript(attempts=(Fail("no carrier"),)),
+            "reserve_inventory": StepScript(
+                then=Succeed(RESULTS["reserve_inventory"]),
+                compensations=(Fail("locked", retryable=False),),
+            ),
+        }
+    )
+    state = h.state(SID)
+    assert state.status is SagaStatus.NEEDS_OPERATOR
+    worn = replace(state.step("reserve_inventory"), comp_attempt=WIRE_MAX_ATTEMPT)
+    state = replace(state, steps={**state.steps, "reserve_inventory": worn})
+    assert_ignored(
+        decide(state, OperatorRetry(), T0, D),
+        state,
+        f"step reserve_inventory made every attempt the wire carries ({WIRE_MAX_ATTEMPT})",
+    )
+    fresh = replace(worn, comp_attempt=WIRE_MAX_ATTEMPT - 1)
+    again = replace(state, steps={**state.steps, "reserve_inventory": fresh})
+    resumed = decide(again, OperatorRetry(), T0, D)
+    assert [m.message_id for m in resumed.outgoing] == [
+        f"{SID}:reserve_inventory:c{WIRE_MAX_ATTEMPT}"
+    ]
+
+
+# -- the history's bound, entry by entry ------------------------------------------------------
+
+CYCLE = (
+    (SagaStatus.PENDING, SagaStatus.COMPENSATING),
+    (SagaStatus.COMPENSATING, SagaStatus.NEEDS_OPERATOR),
+    (SagaStatus.NEEDS_OPERATOR, SagaStatus.PENDING),
+)
+
+
+def entry(k: int) -> Transition:
+    """Entry k of a made-up history: each differs from its neighbours in time and statuses."""
+    from_status, to_status = CYCLE[k % 3]
+    return Transition(T0 + timedelta(milliseconds=k), f"E{k}", from_status, to_status)
+
+
+def with_history(history: list[Transition]) -> SagaState:
+    return replace(started(), history=tuple(history))
+
+
+def one_more(state: SagaState) -> tuple[Transition, ...]:
+    """The history after one event that adds one entry (the first step's success)."""
+    later = T0 + timedelta(seconds=1)
+    decision = decide(state, StepSucceeded("reserve_inventory", {}, attempt=1), later, D)
+    assert decision.state is not None
+    return decision.state.history
+
+
+def test_a_history_at_its_bound_is_kept_whole() -> None:
+    assert (HISTORY_HEAD, HISTORY_TAIL) == (20, 200)
+    history = one_more(with_history([entry(k) for k in range(220)]))
+    assert len(history) == 221
+    assert history[:220] == tuple(entry(k) for k in range(220))
+
+
+def test_a_history_past_its_bound_keeps_head_and_tail_around_one_marker() -> None:
+    history = one_more(with_history([entry(k) for k in range(222)]))
+    assert len(history) == 221
+    assert history[:20] == tuple(entry(k) for k in range(20))
+    assert history[21:220] == tuple(entry(k) for k in range(23, 222))
+    # the marker stands for entries 20, 21 and 22
+    assert history[20] == Transition(
+        entry(22).at,
+        HISTORY_TRIMMED,
+        entry(20).from_status,
+        entry(22).to_status,
+        None,
+        "3 entries dropped",
+    )
+
+
+def test_a_second_trim_counts_what_the_first_marker_stood_for() -> None:
+    marker = Transition(
+        entry(20).at,
+        HISTORY_TRIMMED,
+        SagaStatus.STARTED,
+        SagaStatus.PENDING,
+        None,
+        "5 entries dropped",
+    )
+    history = one_more(with_history([*map(entry, range(20)), marker, *map(entry, range(21, 221))]))
+    assert len(history) == 221
+    assert history[20] == Transition(
+        entry(21).at,
+        HISTORY_TRIMMED,
+        SagaStatus.STARTED,
+        entry(21).to_status,
+        None,
+        "6 entries dropped",
+    )

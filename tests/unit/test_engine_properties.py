@@ -1,7 +1,8 @@
 """Property tests: random definitions driven through random participant behaviour.
 
 Profiles: HYPOTHESIS_PROFILE=saga-ci (default, a few thousand examples in all),
-saga-dev (quick), saga-thorough (long). Example:
+saga-dev (quick), saga-thorough (long), saga-mutation (quick, no shrinking and no
+example database, so a mutant's fate is the same in every run: make mutation). Example:
     HYPOTHESIS_PROFILE=saga-thorough .venv/bin/pytest tests/unit/test_engine_properties.py
 """
 
@@ -9,13 +10,20 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from saga_worker.engine.decide import Decision, TimerCancel, TimerSet, decide
+from saga_worker.engine.decide import (
+    UNLIMITED_ATTEMPTS,
+    Decision,
+    TimerCancel,
+    TimerSet,
+    decide,
+)
 from saga_worker.engine.definition import Parallel, SagaDefinition, Stage, Step, StepKind
 from saga_worker.engine.events import (
     CompensationSucceeded,
@@ -35,6 +43,13 @@ _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("saga-ci", max_examples=3000, **_COMMON)  # type: ignore[arg-type]
 settings.register_profile("saga-dev", max_examples=100, **_COMMON)  # type: ignore[arg-type]
 settings.register_profile("saga-thorough", max_examples=20_000, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile(
+    "saga-mutation",
+    max_examples=100,
+    database=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+    **_COMMON,  # type: ignore[arg-type]
+)
 PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "saga-ci"))
 SMALLER = settings(PROFILE, max_examples=max(PROFILE.max_examples // 2, 50))
 
@@ -121,8 +136,27 @@ comp_actions: st.SearchStrategy[Action] = st.one_of(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """What a participant does after an operator's retry: its answers to the attempts
+    (and compensation attempts) sent from then on, in order; after them it succeeds."""
+
+    attempts: tuple[Action, ...] = ()
+    compensations: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    definition: SagaDefinition
+    scripts: dict[str, StepScript]
+    minimal: bool
+    abort_ms: int | None
+    # per operator retry (the first, the second, ...), per step; then all succeed
+    resumes: tuple[dict[str, Behaviour], ...] = field(default=())
+
+
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[SagaDefinition, dict[str, StepScript], bool, int | None]:
+def scenarios(draw: st.DrawFn) -> Scenario:
     definition = draw(definitions())
     scripts = {
         name: StepScript(
@@ -135,31 +169,84 @@ def scenarios(draw: st.DrawFn) -> tuple[SagaDefinition, dict[str, StepScript], b
     }
     minimal = draw(st.booleans())
     abort_ms = draw(st.one_of(st.none(), st.integers(0, 20_000)))
-    return definition, scripts, minimal, abort_ms
+    behaviour = st.builds(
+        Behaviour,
+        st.lists(forward_actions, max_size=3).map(tuple),
+        st.lists(comp_actions, max_size=4).map(tuple),
+    )
+    resumes = draw(
+        st.lists(st.dictionaries(st.sampled_from(sorted(definition.steps)), behaviour), max_size=3)
+    )
+    return Scenario(definition, scripts, minimal, abort_ms, tuple(resumes))
 
 
 # -- the checks ----------------------------------------------------------------------
 
 
-def drive(
-    definition: SagaDefinition,
-    scripts: dict[str, StepScript],
-    minimal: bool,
-    abort_ms: int | None,
-    harness: SagaHarness | None = None,
-) -> SagaHarness:
-    harness = harness or SagaHarness(definition, scripts, minimal_replies=minimal)
+def after_resume(
+    state: SagaState, definition: SagaDefinition, resume: dict[str, Behaviour]
+) -> dict[str, StepScript]:
+    """Scripts from an operator's retry on: a step's Behaviour answers the attempts sent
+    after it (numbered on from the attempts already made), then everything succeeds."""
+    scripts: dict[str, StepScript] = {}
+    for name in definition.steps:
+        behaviour = resume.get(name, Behaviour())
+        made = state.step(name)
+        scripts[name] = StepScript(  # the padding answers attempts already sent: never used
+            attempts=(Succeed(),) * made.attempt + behaviour.attempts,
+            compensations=(Succeed(),) * made.comp_attempt + behaviour.compensations,
+        )
+    return scripts
+
+
+def drive(scenario: Scenario, harness: SagaHarness | None = None) -> SagaHarness:
+    definition = scenario.definition
+    harness = harness or SagaHarness(definition, scenario.scripts, minimal_replies=scenario.minimal)
     harness.start(SID, {"order_id": "o-1"})
-    if abort_ms is not None:
-        harness.deliver(SID, OperatorAbort("test"), timedelta(milliseconds=abort_ms))
+    if scenario.abort_ms is not None:
+        harness.deliver(SID, OperatorAbort("test"), timedelta(milliseconds=scenario.abort_ms))
     harness.run(max_events=5_000)
-    for _ in range(10):  # an operator steps in until the saga ends
-        if harness.state(SID).status is not SagaStatus.NEEDS_OPERATOR:
+    for resumed in range(10):  # an operator steps in until the saga ends
+        state = harness.state(SID)
+        if state.status is not SagaStatus.NEEDS_OPERATOR:
             break
-        harness.scripts = {}  # the participants are fixed: everything succeeds now
+        # the participants may fail again in the first rounds; then they are fixed
+        resume = scenario.resumes[resumed] if resumed < len(scenario.resumes) else {}
+        harness.scripts = after_resume(state, definition, resume)
         harness.apply(SID, OperatorRetry())
         harness.run(max_events=5_000)
     return harness
+
+
+def check_budgets(harness: SagaHarness, definition: SagaDefinition) -> None:
+    """Every retry budget is whole: a step or a compensation that gave up after retryable
+    failures or timeouts made exactly its policy's attempts since it started, or since an
+    operator last resumed it (counted here from the attempts sent, not from the state)."""
+    start: dict[tuple[str, bool], int] = {}
+    before: SagaState | None = None
+    for applied in harness.log:
+        after = applied.decision.state
+        if applied.decision.ignored is not None or after is None:
+            continue
+        if isinstance(applied.event, OperatorRetry):
+            assert before is not None
+            for name, st_ in before.steps.items():
+                if st_.stuck:
+                    compensating = st_.status is StepStatus.COMPENSATION_FAILED
+                    start[(name, compensating)] = st_.comp_attempt if compensating else st_.attempt
+        business = isinstance(applied.event, StepFailed) and applied.event.retryable is False
+        for name, st_ in after.steps.items():
+            if not st_.stuck or (before is not None and before.step(name).stuck) or business:
+                continue  # a business failure ends a budget at once
+            compensating = st_.status is StepStatus.COMPENSATION_FAILED
+            step = definition.steps[name]
+            policy = definition.compensation_retry if compensating else step.policy
+            sent = st_.comp_attempt if compensating else st_.attempt
+            made = sent - start.get((name, compensating), 0)
+            budget = policy.max_attempts or UNLIMITED_ATTEMPTS
+            what = "compensation" if compensating else "step"
+            assert made == budget, f"{what} {name} gave up after {made} attempts, not {budget}"
+        before = after
 
 
 def check_invariants(harness: SagaHarness, definition: SagaDefinition) -> None:
@@ -219,6 +306,7 @@ def check_invariants(harness: SagaHarness, definition: SagaDefinition) -> None:
     for name, step in definition.steps.items():
         if step.kind is StepKind.RETRIABLE:
             assert comp_commands[name] == 0
+    check_budgets(harness, definition)
 
 
 def replay(harness: SagaHarness, definition: SagaDefinition) -> None:
@@ -243,13 +331,10 @@ def _with_state(recorded: Decision, again: Decision, state: SagaState | None) ->
 
 @PROFILE
 @given(scenarios())
-def test_random_sagas_end_well(
-    scenario: tuple[SagaDefinition, dict[str, StepScript], bool, int | None],
-) -> None:
-    definition, scripts, minimal, abort_ms = scenario
-    harness = drive(definition, scripts, minimal, abort_ms)
-    check_invariants(harness, definition)
-    replay(harness, definition)
+def test_random_sagas_end_well(scenario: Scenario) -> None:
+    harness = drive(scenario)
+    check_invariants(harness, scenario.definition)
+    replay(harness, scenario.definition)
 
 
 # -- redelivered minimal failures ----------------------------------------------------
@@ -298,12 +383,11 @@ redeliveries = st.lists(
 @SMALLER
 @given(scenarios(), redeliveries)
 def test_redelivered_minimal_failures_never_skip_a_compensation(
-    scenario: tuple[SagaDefinition, dict[str, StepScript], bool, int | None],
-    again: list[timedelta],
+    scenario: Scenario, again: list[timedelta]
 ) -> None:
-    definition, scripts, _, abort_ms = scenario
-    harness = Redelivering(definition, scripts, tuple(again))
-    drive(definition, scripts, True, abort_ms, harness)
+    definition = scenario.definition
+    harness = Redelivering(definition, scenario.scripts, tuple(again))
+    drive(scenario, harness)
     # a step that took effect is compensated once, whatever copies arrived
     check_invariants(harness, definition)
     # copies use up at most one retry per attempt: an attempt takes one failure

@@ -91,3 +91,10 @@ def test_attempt_budget() -> None:
     assert not RetryPolicy(max_attempts=2).allows_another(2)
     assert RetryPolicy(max_attempts=None).allows_another(10**9)
     assert RetryPolicy(max_attempts=None).unlimited
+
+
+def test_a_delay_is_whole_milliseconds_never_above_a_cap_between_two() -> None:
+    cap = timedelta(microseconds=1_001_500)  # 1001.5 ms: rounding alone would give 1002
+    policy = RetryPolicy(initial_backoff=cap, max_backoff=cap, jitter=0)
+    assert compute_backoff(policy, 1, "s") == timedelta(milliseconds=1001)
+    assert compute_backoff(policy, 5, "s") == timedelta(milliseconds=1001)

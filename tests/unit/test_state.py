@@ -39,12 +39,65 @@ def test_the_table_covers_every_status_and_terminal_ones_lead_nowhere() -> None:
         check_transition(SagaStatus.COMPLETED, SagaStatus.PENDING)
 
 
+# Every pair of the transition table, written out by hand: a row is the status a saga
+# is in (`-` for no saga yet), a column the status it moves to, `Y` allowed, `.` refused.
+# It is not derived from TRANSITIONS: a changed entry there must fail this test.
+PINNED_TABLE = """
+                started  pending  compensating  completed  failed  needs_operator
+-                  Y        .          .            .         .          .
+started            .        Y          .            .         .          .
+pending            .        Y          Y            Y         Y          Y
+compensating       .        .          Y            .         Y          Y
+completed          .        .          .            .         .          .
+failed             .        .          .            .         .          .
+needs_operator     .        Y          Y            .         .          Y
+"""
+
+
+def pinned_pairs() -> dict[tuple[SagaStatus | None, SagaStatus], bool]:
+    header, *rows = PINNED_TABLE.strip().splitlines()
+    columns = [SagaStatus(name) for name in header.split()]
+    pairs: dict[tuple[SagaStatus | None, SagaStatus], bool] = {}
+    for row in rows:
+        name, *marks = row.split()
+        assert len(marks) == len(columns), row
+        from_status = None if name == "-" else SagaStatus(name)
+        for to_status, mark in zip(columns, marks, strict=True):
+            assert mark in ("Y", "."), row
+            pairs[(from_status, to_status)] = mark == "Y"
+    return pairs
+
+
+def test_the_whole_transition_table_is_pinned_pair_by_pair() -> None:
+    pinned = pinned_pairs()
+    # the pinned table names every status, as a source and as a target
+    assert {to for _, to in pinned} == set(SagaStatus)
+    assert {from_ for from_, _ in pinned} == {None, *SagaStatus}
+    assert len(pinned) == 7 * 6
+    assert sum(pinned.values()) == 13
+    for (from_status, to_status), allowed in pinned.items():
+        assert is_transition_valid(from_status, to_status) is allowed, (from_status, to_status)
+        if allowed:
+            check_transition(from_status, to_status)
+        else:
+            with pytest.raises(InvalidTransitionError, match=f"from {from_status} to {to_status}"):
+                check_transition(from_status, to_status)
+    assert set(TRANSITIONS) == {None, *SagaStatus}  # nothing in the table beyond these
+
+
 def test_times_round_trip_exactly_in_milliseconds() -> None:
     at = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)
     assert from_ms(to_ms(at)) == at
     assert to_ms(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=1)) == 1
-    with pytest.raises(StateError, match="timezone-aware"):
+    with pytest.raises(StateError, match=r"^saga times must be timezone-aware$"):
         to_ms(datetime(2025, 1, 1))
+
+
+def test_times_are_whole_milliseconds_rounded_down() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert to_ms(epoch + timedelta(microseconds=1_999)) == 1
+    assert type(to_ms(epoch + timedelta(microseconds=1_500))) is int
+    assert to_ms(epoch - timedelta(microseconds=1)) == -1
 
 
 def finished(scripts: dict[str, StepScript]) -> SagaState:
@@ -78,6 +131,9 @@ def test_state_round_trips_and_stays_small(
 
 def test_step_defaults_are_left_out() -> None:
     assert StepState().to_dict() == {"s": "not_started"}
+    assert StepState.from_dict({"s": "not_started"}) == StepState()
+    pending = StepState(StepStatus.PENDING)
+    assert StepState.from_dict(pending.to_dict()) == pending
     full = StepState(StepStatus.COMPENSATED, 2, {"x": 1}, "e", True, True, 1, 3, 2)
     assert StepState.from_dict(full.to_dict()) == full
 
