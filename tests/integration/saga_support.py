@@ -247,6 +247,19 @@ class ScriptedParticipants:
         await producer.start()
         await consumer.start()
         task = asyncio.create_task(self._serve(consumer, producer))
+        # Commands sent before the group assigned the topics would wait for a rebalance,
+        # and a step timeout could fire meanwhile: start answering only once assigned.
+        wanted = {self.prefix + n for n in t.COMMAND_TOPICS}
+
+        async def assigned() -> set[str]:
+            return {tp.topic for tp in consumer.assignment()}
+
+        await assert_eventually(
+            assigned,
+            lambda topics: topics == wanted,
+            within=30,
+            message="scripted participants assigned every command topic",
+        )
         try:
             yield self
         finally:
