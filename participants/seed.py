@@ -46,6 +46,7 @@ DEMO_CATALOGUE = (
     CatalogueItem("sku-coffee-scale", "Coffee scale", 3990),
     CatalogueItem("sku-burr-grinder", "Burr grinder", 12900),
     CatalogueItem("sku-limited-dripper", "Limited edition dripper", 8900),
+    CatalogueItem("sku-espresso-machine", "Dual boiler espresso machine", 64900),
 )
 
 DEMO_SEED = SeedData(
@@ -58,6 +59,7 @@ DEMO_SEED = SeedData(
         "sku-coffee-scale": 150,
         "sku-burr-grinder": 60,
         "sku-limited-dripper": 3,
+        "sku-espresso-machine": 200,
     },
     balances={
         **{f"cust-{n:03d}": 50_000 + 25_000 * (n % 8) for n in range(1, 51)},

@@ -2,7 +2,8 @@
 
 Everything a user needs is importable from here:
 
-- the saga DSL: `SagaDefinition`, `Step`, `Parallel`, `StepKind`, `RetryPolicy`;
+- the saga DSL: `SagaDefinition`, `Step`, `Parallel`, `Wait`, `ChildSaga`,
+  `StepKind`, `RetryPolicy`;
 - the app that ties saga types, start topics and participants together: `App`;
 - participants: `Participant` with `Route` and the verdicts `Apply`, `Refuse`,
   `Fault` (effects in Redis, by a Lua script), and `HandlerParticipant` with
@@ -17,15 +18,17 @@ Everything a user needs is importable from here:
 from saga_worker.app import App, SagaType
 from saga_worker.engine.decide import Decision, decide
 from saga_worker.engine.definition import (
+    ChildSaga,
     DefinitionRegistry,
     Parallel,
     SagaDefinition,
     Step,
     StepKind,
+    Wait,
 )
 from saga_worker.engine.harness import Fail, FakeClock, NoReply, SagaHarness, StepScript, Succeed
 from saga_worker.engine.retry import RetryPolicy
-from saga_worker.engine.state import SagaState, SagaStatus
+from saga_worker.engine.state import SagaState, SagaStatus, StepStatus
 from saga_worker.errors import (
     AppLoadError,
     ConfigurationError,
@@ -77,6 +80,7 @@ from saga_worker.wire import (
     SagaId,
     SagaOutcome,
     SagaReply,
+    SagaStartRequested,
     SagaStepCompleted,
     SagaStepFailed,
     ShortText,
@@ -103,6 +107,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     # participants
     "Apply",
     "Attempt",
+    "ChildSaga",
     "CompensationCommand",
     "DeadLetterRecord",
     "ConfigurationError",
@@ -140,6 +145,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "SagaHarness",
     "SagaId",
     "SagaOutcome",
+    "SagaStartRequested",
     "SagaReply",
     "SagaState",
     "SagaStatus",
@@ -152,6 +158,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "Step",
     "StepKind",
     "StepRefused",
+    "StepStatus",
     "StepScript",
     "StoreUnavailableError",
     "Succeed",
@@ -160,6 +167,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "UnknownParticipantError",
     "UnknownSagaTypeError",
     "Verdict",
+    "Wait",
     "WireMessage",
     "WorkerProcess",
     "decide",

@@ -1,4 +1,4 @@
-"""Operator commands of the `saga-worker` CLI: show, list, retry, abort, stats, dlq.
+"""Operator commands of the `saga-worker` CLI: show, list, retry, abort, signal, stats, dlq.
 
 Each command reads the same settings as the workers, prints for a person (or
 JSON with --json), and on failure prints one line on stderr and exits 2 for bad
@@ -37,6 +37,8 @@ from saga_worker.cli.dlq import (
 )
 from saga_worker.cli.operations import Operations
 from saga_worker.cli.views import (
+    Family,
+    family_view,
     letter_view,
     print_letters,
     print_page,
@@ -159,17 +161,21 @@ def show(saga: SagaArg, as_json: JsonFlag = False, app_spec: AppOption = None) -
     async def work(settings: Settings, the_app: App) -> Any:
         async with _operations(settings, the_app) as ops:
             state = await ops.find(saga)
-            if state is not None:
-                the_app.saga_type_of(state)
-            return state, the_app
+            if state is None:
+                return None, None, the_app
+            the_app.saga_type_of(state)
+            definition = the_app.registry.get(state.definition_name, state.definition_version)
+            parent = await ops.parent_of(state)
+            family = Family(definition, parent, await ops.children_of(state))
+            return state, family, the_app
 
-    state, the_app = _run_with_app(app_spec, work)
+    state, family, the_app = _run_with_app(app_spec, work)
     if state is None:
         fail(f"no saga with id or business key {saga!r}")
     if as_json:
-        _print_json(saga_view(state, the_app.business_key(state)))
+        _print_json({**saga_view(state, the_app.business_key(state)), **family_view(state, family)})
     else:
-        print_saga(state, the_app.business_key(state))
+        print_saga(state, the_app.business_key(state), family)
 
 
 @app.command("list")
@@ -240,6 +246,23 @@ def abort(
 ) -> None:
     """Compensate a running saga on purpose (refused once its pivot step succeeded)."""
     _operator_command(app_spec, saga, lambda ops: ops.abort(saga, reason), "aborted")
+
+
+@app.command()
+def signal(
+    saga: SagaArg,
+    name: Annotated[str, typer.Argument(help="the wait step to deliver to, e.g. approval")],
+    data: Annotated[str, typer.Option(help="the event's body, a JSON object")] = "{}",
+    app_spec: AppOption = None,
+) -> None:
+    """Deliver an event to a saga's wait step, as if it had arrived on its topic."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        fail(f"--data is not JSON: {exc}", EXIT_USAGE)
+    if not isinstance(body, dict):
+        fail("--data must be a JSON object", EXIT_USAGE)
+    _operator_command(app_spec, saga, lambda ops: ops.signal(saga, name, body), "signalled")
 
 
 def _operator_command(

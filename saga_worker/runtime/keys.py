@@ -14,6 +14,10 @@ script that creates the saga and kept SAGA_START_RETENTION_S, renewed when the s
 finishes, so it outlives the saga's hash. A repeated start is recognised by it after
 the saga expired, and a different start for the same business key is refused.
 
+Each wait step's correlation index is a set, `<ns>wait:<saga type>:<step>:<value>`,
+of the ids of the sagas whose data holds that value (runtime/correlation.py). The
+save script that creates a saga adds it and the one that finishes it removes it.
+
 The global sorted sets below are hints: written before the saga's own state and
 always checked against it, so a stale entry costs a no-op, never a wrong step.
 """
@@ -36,6 +40,10 @@ class KeySpace:
     def start_marker(self, saga_id: str) -> str:
         """STRING: the digest of the start message that created the saga (see above)."""
         return f"{self.namespace}start:{{{saga_id}}}"
+
+    def wait_index(self, saga_type: str, step: str, token: str) -> str:
+        """SET of the saga ids a wait step's event with this value names (see above)."""
+        return f"{self.namespace}wait:{saga_type}:{step}:{token}"
 
     @property
     def saga_affixes(self) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """The orchestrator worker: Kafka batches, durable timers and the outbox sweeper.
 
-Per batch: decode and validate (bad records become dead letters), load every
+Per batch: decode and validate (bad records become dead letters), match the events
+of wait steps to their sagas (one round trip for the batch's lookups), load every
 saga of the batch in one Redis round trip, decide, save every decision in one
 pipelined round trip (state, consumed ids and outbox together), publish, clear
 the outbox, and only then let the loop commit the offsets. A crash anywhere in
@@ -35,6 +36,7 @@ from saga_worker.observability.metrics import OrchestratorMetrics
 from saga_worker.observability.tracing import configure_tracing
 from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
+from saga_worker.runtime.correlation import Correlated, Correlator
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.inbound import to_inbound
 from saga_worker.runtime.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
@@ -66,6 +68,7 @@ class Orchestrator:
     ) -> None:
         if not app.sagas:
             raise ConfigurationError(f"app {app.name!r} declares no saga for the orchestrator")
+        app.check_children()
         self._settings = settings
         self._app = app
         self._registry = app.registry
@@ -110,6 +113,7 @@ class Orchestrator:
         self._store = store
         limit = s.saga_max_message_bytes
         self._processor = SagaProcessor(store, self._registry, self._clock, limit)
+        self._correlator = Correlator(self._app, s.keys, clients.redis)
         self._publisher = Publisher(clients.producer, topics, WORKER, limit)
         self._loop = ConsumerLoop(
             clients.consumer,
@@ -157,14 +161,21 @@ class Orchestrator:
         self.metrics.batch(len(records))
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
+        events: list[Correlated] = []
         for record in records:
             item = to_inbound(
                 record, self._app, self._settings.topics, self._settings.saga_max_message_bytes
             )
             if isinstance(item, DeadLetter):
                 dead.append(item)
+            elif isinstance(item, Correlated):
+                events.append(item)
             else:
                 inbound.append(item)
+        if events:
+            resolved = await self._correlator.resolve(events)
+            inbound += resolved.inbound
+            dead += resolved.dead
         applied = await self._apply_isolating_failures(inbound, dead)
         dead += [DeadLetter(r.inbound.source, r.code, r.reason) for r in applied.rejected]
         self._observe(applied, started_ns)

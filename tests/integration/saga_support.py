@@ -25,7 +25,7 @@ from participants.notification import NOTIFICATION
 from participants.order_fulfillment import ORDER_FULFILLMENT
 from participants.payment import PAYMENT
 from participants.shipping import shipping_participant
-from saga_worker import App
+from saga_worker import App, WorkerProcess, until_ready, with_health_ports
 from saga_worker.engine.definition import Parallel, SagaDefinition, Step, StepKind
 from saga_worker.engine.retry import RetryPolicy
 from saga_worker.engine.state import SagaState
@@ -125,8 +125,10 @@ async def running_orchestrator(
     settings: Settings,
     definition: SagaDefinition = FAST_FULFILLMENT,
     clock: Callable[[], datetime] = utcnow,
+    app: App | None = None,
 ) -> AsyncIterator[Orchestrator]:
-    worker = Orchestrator(settings, order_app(definition), clock=clock)
+    """An orchestrator in this process, ready: of `app`, or of the sample with `definition`."""
+    worker = Orchestrator(settings, app or order_app(definition), clock=clock)
     task = asyncio.create_task(worker.run())
 
     async def ready() -> bool:
@@ -495,3 +497,26 @@ async def bus(settings: Settings, headers: Sequence[tuple[str, bytes]] = ()) -> 
     finally:
         await reader.stop()
         await producer.stop()
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """What a worker process reads its settings from; the repository root importable."""
+    return {**settings_env(settings), "PYTHONPATH": str(ROOT)}
+
+
+@contextlib.asynccontextmanager
+async def started(*workers: WorkerProcess) -> AsyncIterator[None]:
+    """Worker processes, ready (`until_ready`), stopped (SIGTERM) at the end."""
+    with_health_ports(list(workers))
+    try:
+        for worker in workers:
+            worker.start()
+        try:
+            await until_ready(list(workers), within_s=60)
+        except RuntimeError as exc:
+            tails = "\n".join(w.log.read_text()[-2000:] for w in workers if w.log.exists())
+            raise AssertionError(f"{exc}\n{tails}") from exc
+        yield
+    finally:
+        for worker in workers:
+            worker.stop()

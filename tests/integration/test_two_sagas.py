@@ -30,15 +30,12 @@ from saga_worker import (
     Settings,
     WorkerProcess,
     make_producer,
-    until_ready,
-    with_health_ports,
 )
 from saga_worker.participant.runtime import ParticipantWorker
 from saga_worker.runtime.kafka_admin import kafka_admin
 from saga_worker.runtime.kafka_clients import KafkaConnection
 from saga_worker.runtime.orchestrator import Orchestrator
 from saga_worker.runtime.run import participant_worker
-from saga_worker.runtime.worker_processes import settings_env
 from schemas import topics as order_topics
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
@@ -48,6 +45,8 @@ from tests.integration.saga_support import (
     order,
     send_orders,
     settings_for,
+    started,
+    worker_env,
 )
 from tests.integration.two_sagas import app
 from tests.readme import run_block
@@ -111,29 +110,6 @@ def two_sagas_process(settings: Settings, logs: Path, *command: str) -> WorkerPr
     return WorkerProcess(
         command[-1], (*command, "--app", APP), worker_env(settings), logs / f"{command[-1]}.log"
     )
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """What a worker process reads its settings from; the repository root importable."""
-    return {**settings_env(settings), "PYTHONPATH": str(ROOT)}
-
-
-@contextlib.asynccontextmanager
-async def started(*workers: WorkerProcess) -> AsyncIterator[None]:
-    """Worker processes, ready (`until_ready`), stopped (SIGTERM) at the end."""
-    with_health_ports(list(workers))
-    try:
-        for worker in workers:
-            worker.start()
-        try:
-            await until_ready(list(workers), within_s=60)
-        except RuntimeError as exc:
-            tails = "\n".join(w.log.read_text()[-2000:] for w in workers if w.log.exists())
-            raise AssertionError(f"{exc}\n{tails}") from exc
-        yield
-    finally:
-        for worker in workers:
-            worker.stop()
 
 
 @contextlib.asynccontextmanager

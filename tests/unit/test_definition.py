@@ -9,7 +9,11 @@ import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from participants.app import saga_id_for_order
-from participants.order_fulfillment import ORDER_FULFILLMENT, default_registry
+from participants.order_fulfillment import (
+    ORDER_FULFILLMENT,
+    ORDER_FULFILLMENT_V2,
+    default_registry,
+)
 from saga_worker.engine.decide import (
     COMP_RETRY,
     COMP_TIMEOUT,
@@ -181,7 +185,8 @@ def test_registry_refuses_a_changed_definition_under_the_same_version() -> None:
 
 
 def test_default_registry_holds_order_fulfillment() -> None:
-    assert default_registry().latest("OrderFulfillment") is ORDER_FULFILLMENT
+    assert default_registry().latest("OrderFulfillment") is ORDER_FULFILLMENT_V2
+    assert default_registry().get("OrderFulfillment", 1) is ORDER_FULFILLMENT
 
 
 # -- names and topics fit what the wire and Kafka carry --------------------------------
