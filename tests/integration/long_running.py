@@ -88,3 +88,23 @@ families.saga(
 )
 families.saga(STOCK)
 families.saga(UNSTOCK)
+
+CUSTOMER_PAYMENTS = "Customer.Payments"
+
+
+def _by_customer(*, many: bool) -> App:
+    """Orders that wait for a payment event of their customer: one customer's event
+    names every order of theirs that waits."""
+    paid = Wait(
+        "paid",
+        topic=CUSTOMER_PAYMENTS,
+        correlate="customer_id",
+        deadline=PATIENT,
+        many=many,
+        ignore_unmatched=True,
+    )
+    return _orders(approving(paid))
+
+
+one_per_customer = _by_customer(many=False)
+all_of_a_customer = _by_customer(many=True)
