@@ -8,6 +8,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from participants.app import saga_id_for_order
@@ -183,6 +186,64 @@ async def test_a_traceparent_on_order_created_reaches_every_command_reply_and_ou
         ("payment", t.PROCESS_PAYMENT),
         ("shipping", t.CREATE_SHIPMENT),
         ("notification", t.SEND_ORDER_CONFIRMATION),
+    }
+
+
+async def test_the_users_own_span_around_order_created_is_the_parent_of_every_saga_span(
+    services: Services,
+    prefix: str,
+    redis_client: aioredis.Redis,
+    recorded_spans: InMemorySpanExporter,
+) -> None:
+    """The process sets an SDK tracer provider (in memory here, OTLP in production) and
+    produces OrderCreated inside a span of its own, through the OpenTelemetry API alone:
+    the orchestrator's and the participants' spans are children of that span."""
+    settings = settings_for(services, prefix)
+    await load_seed(redis_client, prefix, DEMO_SEED)
+    body = order(
+        "otel-1",
+        customer_id="cust-001",
+        items=[{"sku": "sku-ceramic-mug", "quantity": 1, "unit_price": 1490}],
+    )
+    shop = trace.get_tracer("the-users-shop")
+    async with (
+        running_orchestrator(settings, PATIENT_FULFILLMENT),
+        running_participants(settings),
+    ):
+        with shop.start_as_current_span("place order") as placing:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            await produce(
+                settings.kafka,
+                prefix + t.ORDER_CREATED,
+                orjson.dumps(body),
+                b"otel-1",
+                headers=[(k, v.encode()) for k, v in carrier.items()],
+            )
+        await SagaReader(redis_client, settings).wait_status("otel-1", "completed")
+    users = placing.get_span_context()
+    spans = recorded_spans.get_finished_spans()
+
+    def scope(span: ReadableSpan) -> str:
+        return span.instrumentation_scope.name if span.instrumentation_scope else ""
+
+    assert [s.name for s in spans if scope(s) == "the-users-shop"] == ["place order"]
+    ours = [s for s in spans if scope(s) == "saga_worker"]
+    for span in ours:
+        assert span.parent is not None, span.name
+        assert span.parent.span_id == users.span_id, span.name
+        assert span.context.trace_id == users.trace_id, span.name
+    saga_spans = [s for s in ours if s.name == f"saga {DEFINITION}"]
+    # One per saved write: the start and at least one per step's reply (batches may merge).
+    assert len(saga_spans) >= 2
+    assert saga_spans[-1].attributes is not None
+    assert saga_spans[-1].attributes["status"] == "completed"
+    assert saga_spans[-1].attributes["saga_id"] == saga_id_for_order("otel-1")
+    assert {s.name for s in ours} - {f"saga {DEFINITION}"} == {
+        f"inventory {t.RESERVE_ITEMS}",
+        f"payment {t.PROCESS_PAYMENT}",
+        f"shipping {t.CREATE_SHIPMENT}",
+        f"notification {t.SEND_ORDER_CONFIRMATION}",
     }
 
 
