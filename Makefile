@@ -10,8 +10,9 @@ DEMO_ARGS ?=
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	# pip 25.1 or later installs the development dependency group (PEP 735).
+	$(PY) -m pip install -q --upgrade 'pip>=25.1'
+	$(PY) -m pip install -q -e . --group dev
 	touch $@
 
 install: $(VENV)/.installed

@@ -62,6 +62,12 @@ class KeySpace:
         """ZSET of saga ids whose outbox may hold entries, scored by first write (ms)."""
         return f"{self.namespace}outbox:pending"
 
+    @property
+    def measurer(self) -> str:
+        """STRING: the orchestrator instance that measures and exports the Redis-wide
+        gauges (backlogs, sagas per status), with a time to live it renews each sweep."""
+        return f"{self.namespace}metrics:measurer"
+
     def by_status(self, status: str) -> str:
         """ZSET of saga ids last seen in `status`, scored by update time (ms)."""
         return f"{self.namespace}status:{status}"

@@ -17,7 +17,9 @@ import logging
 import os
 import random
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,6 +59,14 @@ UNKNOWN_VERSION_RETRY = timedelta(seconds=5)
 
 Timer = tuple[str, str]  # (saga_id, timer_id), as the store claims them
 
+# Takes or renews the measurer lease (KEYS[1]) for ARGV[1], for ARGV[2] ms; 1 if held.
+_CLAIM_MEASURER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 
 class Orchestrator:
     def __init__(
@@ -78,6 +88,10 @@ class Orchestrator:
         self._publishing: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = OrchestratorMetrics(WORKER)
+        # Names this instance on the Redis-wide gauges it exports (see _measure_backlog).
+        self.instance = settings.saga_instance_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
         self._tracer = configure_tracing("saga-worker-" + WORKER)
         self._shell = WorkerShell(
             settings,
@@ -352,16 +366,27 @@ class Orchestrator:
         return sent
 
     async def _measure_backlog(self) -> None:
+        """The Redis-wide gauges, measured and exported by one instance at a time: the one
+        holding the measurer lease, which lapses three sweeps after its holder stops."""
         keys = self._settings.keys
+        lease_ms = int(self._settings.saga_outbox_sweep_after_s * 1500)
+        statuses = [status.value for status in SagaStatus]
         try:
+            if not await self._redis.eval(
+                _CLAIM_MEASURER, 1, keys.measurer, self.instance, lease_ms
+            ):
+                self.metrics.not_measuring()
+                return
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zcard(keys.pending_outboxes)
                 pipe.zcard(keys.timers)
-                outboxes, timers = await pipe.execute()
+                for status in statuses:
+                    pipe.zcard(keys.by_status(status))
+                outboxes, timers, *counts = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
-        self.metrics.outbox_backlog.set(outboxes)
-        self.metrics.timer_backlog.set(timers)
+        sagas = dict(zip(statuses, counts, strict=True))
+        self.metrics.measured(self.instance, outboxes, timers, sagas)
 
     async def _every(
         self, interval_s: float, work: Callable[[], Coroutine[Any, Any, bool]]

@@ -71,8 +71,8 @@ async def test_a_start_replayed_after_its_saga_expired_starts_nothing_again(
         assert await reader.state("once-1") is None
         assert scripted.topics_for(saga_id) == sent  # no second payment, nor any command
         metrics = worker.metrics.render().decode()
-        assert 'saga_starts_repeated_total{definition="OrderFulfillment"} 1.0' in metrics
-        assert 'sagas_started_total{definition="OrderFulfillment"} 2.0' in metrics
+        assert 'saga_worker_starts_repeated_total{definition="OrderFulfillment"} 1.0' in metrics
+        assert 'saga_worker_sagas_started_total{definition="OrderFulfillment"} 2.0' in metrics
 
         # Another body for the same business key, after the saga expired: a conflict.
         await send_orders(settings.kafka, prefix, [order("once-1", payment_method="wallet")])
@@ -107,8 +107,12 @@ async def test_a_start_with_another_body_for_a_running_saga_is_dead_lettered(
         metrics = worker.metrics.render().decode()
     assert dead_letter_codes(letters) == ["start_conflict"]
     assert orjson.loads(letters[0].value) == changed
-    assert 'saga_dead_letters_total{code="start_conflict",worker="orchestrator"} 1.0' in metrics
-    assert "saga_starts_repeated_total{" not in metrics  # the saga is kept: a plain duplicate
+    assert (
+        'saga_worker_dead_letters_total{code="start_conflict",worker="orchestrator"} 1.0' in metrics
+    )
+    assert (
+        "saga_worker_starts_repeated_total{" not in metrics
+    )  # the saga is kept: a plain duplicate
     assert await reader.state("twice-1") == first
     assert scripted.topics_for(saga_id) == sent
 

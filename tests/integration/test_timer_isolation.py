@@ -149,7 +149,7 @@ async def test_a_timer_of_a_version_this_instance_lacks_waits_for_one_that_has_i
     async with running(settings, app_of(V1)) as v1_only:
 
         async def deferrals() -> float:
-            return v1_only.metric("saga_timers_deferred_total", version="2")
+            return v1_only.metric("saga_worker_timers_deferred_total", version="2")
 
         # Both first timeouts are due: one claim takes them together. The healthy
         # one fires; the v2 saga's goes back un-fired, due again a few seconds on.
@@ -211,7 +211,7 @@ async def test_a_saga_whose_decision_raises_loses_its_timer_and_the_rest_fire(
             lambda score: score is None,
             message="the failing saga's timer dropped",
         )
-        assert instance.metric("saga_timers_dropped_total") == 1
+        assert instance.metric("saga_worker_timers_dropped_total") == 1
         assert instance.alive()
     untouched = await reader.state("o-bad")
     assert untouched is not None
@@ -238,7 +238,7 @@ async def test_an_unreadable_outbox_is_set_aside_and_the_others_are_republished(
     async with running(settings, app_of(PATIENT_FULFILLMENT)) as instance:
 
         async def set_aside() -> float:
-            return instance.metric("saga_outboxes_set_aside_total")
+            return instance.metric("saga_worker_outboxes_set_aside_total")
 
         await assert_eventually(
             instance.watch(lambda: redis_client.zscore(pending, ok.saga_id)),
