@@ -39,6 +39,7 @@ from saga_worker.runtime.kafka_clients import (
     make_consumer,
     make_producer,
 )
+from saga_worker.runtime.keys import TIMER_SEPARATOR
 from saga_worker.runtime.orchestrator import Orchestrator
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.runtime.worker_processes import settings_env
@@ -57,33 +58,46 @@ FAST_RETRY = RetryPolicy(
     max_backoff=timedelta(milliseconds=200),
     jitter=0.0,
 )
+# A timeout no test run reaches: a command is answered late on a slow machine, never
+# retried for it, so no command sequence depends on how fast the machine is. Tests
+# about timeouts shorten it, on the steps (or compensations) that never answer.
+PATIENT = timedelta(minutes=5)
+SHORT = timedelta(milliseconds=800)  # for a step a test keeps silent: it times out
 
 
 def fast_fulfillment(
-    timeout: timedelta = timedelta(milliseconds=800), attempts: int = 2
+    timeout: timedelta = PATIENT,
+    attempts: int = 2,
+    *,
+    timeouts: Mapping[str, timedelta] | None = None,
+    compensation_timeout: timedelta | None = None,
 ) -> SagaDefinition:
-    """OrderFulfillment's shape with test-sized timeouts and retries."""
+    """OrderFulfillment's shape with test-sized retries: every step times out after
+    `timeout` unless `timeouts` names it, compensations after `compensation_timeout`
+    (else `timeout`)."""
     retry = dataclasses.replace(FAST_RETRY, max_attempts=attempts)
     forever = dataclasses.replace(FAST_RETRY, max_attempts=None)
+    per_step = dict(timeouts or {})
 
     def quick(step: Step) -> Step:
         policy = forever if step.kind is StepKind.RETRIABLE else retry
-        return dataclasses.replace(step, timeout=timeout, retry=policy)
+        return dataclasses.replace(step, timeout=per_step.pop(step.name, timeout), retry=policy)
 
+    stages = tuple(
+        quick(s) if isinstance(s, Step) else Parallel(*map(quick, s))
+        for s in ORDER_FULFILLMENT.stages
+    )
+    if per_step:
+        raise ValueError(f"no such steps: {sorted(per_step)}")
     return dataclasses.replace(
         ORDER_FULFILLMENT,
-        stages=tuple(
-            quick(s) if isinstance(s, Step) else Parallel(*map(quick, s))
-            for s in ORDER_FULFILLMENT.stages
-        ),
+        stages=stages,
         compensation_retry=retry,
-        compensation_timeout=timeout,
+        compensation_timeout=compensation_timeout or timeout,
     )
 
 
 FAST_FULFILLMENT = fast_fulfillment()
-# For runs where a retry would blur what is counted: no step times out during a test.
-PATIENT_FULFILLMENT = fast_fulfillment(timeout=timedelta(minutes=5))
 
 
 def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
@@ -316,6 +330,14 @@ async def send_orders(conn: KafkaConnection, prefix: str, bodies: list[dict[str,
         await producer.stop()
 
 
+async def fire_now(redis: Redis, settings: Settings, saga_id: str, timer_id: str) -> None:
+    """Makes one scheduled timer of the saga due at once, as if its time had come: for a
+    test that needs one timeout to fire and every other command to have all the time."""
+    member = f"{saga_id}{TIMER_SEPARATOR}{timer_id}"
+    changed = await redis.zadd(settings.keys.timers, {member: 0}, xx=True, ch=True)
+    assert changed == 1, f"saga {saga_id} has no timer {timer_id} scheduled"
+
+
 class SagaReader:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.store = RedisSagaStore(redis, settings.keys)
@@ -343,6 +365,30 @@ class SagaReader:
         )
         assert found is not None
         return found
+
+
+async def operator_retries_until_failed(
+    services: Services, prefix: str, reader: SagaReader, order_id: str
+) -> SagaState:
+    """`saga-worker retry` whenever the saga waits for an operator, until it failed: a
+    resumed compensation with a short timeout that a slow moment lets time out again
+    only waits for the operator again."""
+
+    async def retried_when_stuck() -> SagaState | None:
+        state = await reader.state(order_id)
+        if state is not None and state.status.value == "needs_operator":
+            resumed = await cli(services, prefix, "retry", order_id)
+            assert resumed.code == 0, resumed.err
+        return state
+
+    failed = await assert_eventually(
+        retried_when_stuck,
+        lambda state: state is not None and state.status.value == "failed",
+        within=90,
+        message=f"the saga of {order_id}, resumed, failed",
+    )
+    assert failed is not None
+    return failed
 
 
 async def read_topic(

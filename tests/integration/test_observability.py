@@ -18,7 +18,6 @@ from saga_worker.wire import TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
-    PATIENT_FULFILLMENT,
     SagaReader,
     ScriptedParticipants,
     fail_reply,
@@ -79,7 +78,7 @@ async def test_metrics_endpoint_serves_counters_that_move_as_sagas_run(
     settings = settings_for(services, prefix, saga_health_port=0)
     participants = ScriptedParticipants(settings.kafka, prefix, scripted)
     orders = [order(f"m-{kind}-1") for kind in ("ok", "retry", "dup", "declined", "stuck", "hang")]
-    async with running_orchestrator(settings, PATIENT_FULFILLMENT) as worker:
+    async with running_orchestrator(settings) as worker:
         health = worker.health
         assert health is not None
         await health.start()  # port 0 in settings means "off"; bind an ephemeral one here
@@ -146,7 +145,7 @@ async def test_a_traceparent_on_order_created_reaches_every_command_reply_and_ou
         items=[{"sku": "sku-ceramic-mug", "quantity": 1, "unit_price": 1490}],
     )
     async with (
-        running_orchestrator(settings, PATIENT_FULFILLMENT),
+        running_orchestrator(settings),
         running_participants(settings) as workers,
     ):
         await produce(

@@ -21,8 +21,6 @@ from tests.integration.saga_support import (
 )
 from tests.services import Services
 
-PATIENT = {"TEST_STEP_TIMEOUT_MS": str(5 * 60 * 1000)}  # no retry may blur the effect count
-
 
 async def supervise(procs: list[OrchestratorProcess], until: asyncio.Event) -> None:
     """Restarts any orchestrator that died, as a process supervisor would."""
@@ -43,7 +41,6 @@ async def test_killed_orchestrators_finish_every_saga_with_one_effect_each(
     crashing = OrchestratorProcess(
         settings,
         {
-            **PATIENT,
             "SAGA_CRASH_POINT": point,
             "SAGA_CRASH_PROBABILITY": "0.25",  # at least one kill in ~24 batches: 1 - 0.75**24
             "SAGA_INSTANCE_ID": "orchestrator-1",  # a restart takes its partitions straight back
@@ -89,7 +86,7 @@ async def test_two_instances_share_six_partitions_and_survive_one_stopping(
 ) -> None:
     settings = settings_for(services, prefix, saga_partitions=6)
     await prepare_topics(settings)
-    first, second = OrchestratorProcess(settings, PATIENT), OrchestratorProcess(settings, PATIENT)
+    first, second = OrchestratorProcess(settings), OrchestratorProcess(settings)
     orders = [f"p-{i}" for i in range(500)]
     scripted = ScriptedParticipants(settings.kafka, prefix)
     reader = SagaReader(redis_client, settings)

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import random
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -42,7 +41,6 @@ from tests.integration.saga_support import (
     SagaReader,
     ScriptedParticipants,
     cli,
-    fast_fulfillment,
     one_error_line,
     prepare_topics,
     read_topic,
@@ -60,7 +58,6 @@ DLQ_ORIGINAL_SIZE = "dlq.original_size"
 DLQ_SHA256 = "dlq.sha256"
 BROKER_DEFAULT = 1_048_588  # message.max.bytes of a broker nobody configured
 GARBAGE = random.Random(12).randbytes(1_048_400)  # fits the broker, not UTF-8, not JSON
-DEFINITION = fast_fulfillment(timeout=timedelta(seconds=5))
 # What the sample's workers read: the orchestrator its start and reply topics, each
 # participant its command topics.
 INPUT_TOPICS = (t.ORDER_CREATED, *t.REPLY_TOPICS, *t.COMMAND_TOPICS)
@@ -127,7 +124,7 @@ async def system(
     await prepare_topics(settings)
     await load_seed(redis_client, prefix, DEMO_SEED)
     async with (
-        running_orchestrator(settings, DEFINITION) as orchestrator,
+        running_orchestrator(settings) as orchestrator,
         running_participants(settings) as participants,
     ):
         yield Running(settings, SagaReader(redis_client, settings), orchestrator, participants)
@@ -169,7 +166,7 @@ async def test_an_order_too_large_to_forward_fails_naming_the_size_and_leaves_no
     s = settings_for(services, prefix, saga_partitions=1)
     scripted = ScriptedParticipants(s.kafka, prefix)
     big = good_order("o-big")
-    async with running_orchestrator(s, DEFINITION) as orchestrator, scripted.running():
+    async with running_orchestrator(s) as orchestrator, scripted.running():
         reader = SagaReader(redis_client, s)
         # Accepted (under SAGA_MAX_MESSAGE_BYTES) but its commands, which carry the
         # order and the saga's own fields, would not be.
@@ -210,7 +207,7 @@ async def test_results_that_outgrow_the_limit_stop_the_saga_before_the_next_comm
         return [reply_for(topic, cmd)]
 
     scripted = ScriptedParticipants(s.kafka, prefix, big_results)
-    async with running_orchestrator(s, DEFINITION) as orchestrator, scripted.running():
+    async with running_orchestrator(s) as orchestrator, scripted.running():
         reader = SagaReader(redis_client, s)
         await send_orders(s.kafka, prefix, [good_order("o-grows")])
         state = await reader.wait_status("o-grows", "needs_operator")

@@ -37,7 +37,7 @@ from schemas import OrderCreated
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
-    PATIENT_FULFILLMENT,
+    FAST_FULFILLMENT,
     SagaReader,
     fast_fulfillment,
     order,
@@ -226,8 +226,8 @@ async def test_an_unreadable_outbox_is_set_aside_and_the_others_are_republished(
     services: Services, prefix: str, redis_client: Redis
 ) -> None:
     settings = settings_for(services, prefix)  # entries are stale after 1 s
-    ok = await saved_saga(redis_client, settings, PATIENT_FULFILLMENT, "o-ok", sent=False)
-    bad = await saved_saga(redis_client, settings, PATIENT_FULFILLMENT, "o-bad", sent=False)
+    ok = await saved_saga(redis_client, settings, FAST_FULFILLMENT, "o-ok", sent=False)
+    bad = await saved_saga(redis_client, settings, FAST_FULFILLMENT, "o-bad", sent=False)
     # An entry as a later version might write it, with a field this one does not know.
     (entry,) = bad.outbox
     field = OUTBOX_PREFIX + entry.message_id
@@ -235,7 +235,7 @@ async def test_an_unreadable_outbox_is_set_aside_and_the_others_are_republished(
     await redis_client.hset(settings.keys.saga(bad.saga_id), field, newer)
     pending = settings.keys.pending_outboxes
     first_seen = await redis_client.zscore(pending, bad.saga_id)
-    async with running(settings, app_of(PATIENT_FULFILLMENT)) as instance:
+    async with running(settings, app_of(FAST_FULFILLMENT)) as instance:
 
         async def set_aside() -> float:
             return instance.metric("saga_outboxes_set_aside_total")
