@@ -47,6 +47,7 @@ from saga_worker.settings import Settings, load_settings
 from schemas import OrderCreated
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import wait_assigned
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +114,12 @@ def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
     )
 
 
+def role_of(worker: str) -> str:
+    """The role (consumer group, see Settings.group_id) of a worker process named as
+    `saga_workers` names them: the orchestrator, or a participant by its name."""
+    return worker if worker == "orchestrator" else f"participant.{worker}"
+
+
 def order(order_id: str, **changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "order_id": order_id,
@@ -148,8 +155,10 @@ async def running_orchestrator(
             task.result()
         return worker.ready
 
-    await assert_eventually(ready, within=30, message="orchestrator ready")
     try:
+        await assert_eventually(ready, within=30, message="orchestrator ready")
+        # Ready means subscribed; a reply a test sends waits for the partitions until then.
+        await wait_assigned(settings.kafka, {settings.group_id("orchestrator"): 1})
         yield worker
     finally:
         worker.stop()
@@ -431,6 +440,8 @@ async def running_participants(
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
+        # Started means subscribed: a command sent now could wait seconds for a rebalance.
+        await wait_assigned(settings.kafka, {w.group_id: 1 for w in workers})
         yield workers
     finally:
         for w in workers:

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from examples.trip_booking import topics as trip_topics
 from examples.trip_booking.app import GATEWAY, TRIPS
+from examples.trip_booking.app import app as TRIP_APP
 from examples.trip_booking.bookings import BookingKeys, open_for_booking
 from examples.trip_booking.itineraries import ItineraryKeys
 from examples.trip_booking.messages import TripBooked, TripFailed
@@ -41,11 +42,13 @@ from saga_worker.runtime.run import participant_worker
 from saga_worker.runtime.worker_processes import settings_env
 from schemas import topics as order_topics
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import wait_assigned
 from tests.integration.saga_support import (
     Run,
     cli,
     one_error_line,
     order,
+    role_of,
     send_orders,
     settings_for,
 )
@@ -113,14 +116,22 @@ def two_sagas_process(settings: Settings, logs: Path, *command: str) -> WorkerPr
     )
 
 
+def roles_of(worker: WorkerProcess) -> list[str]:
+    """The roles (consumer groups) a worker process runs: `all` runs the whole app's."""
+    if worker.name == "all":
+        return ["orchestrator", *(f"participant.{n}" for n in TRIP_APP.participant_names)]
+    return [role_of(worker.name)]
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
     """What a worker process reads its settings from; the repository root importable."""
     return {**settings_env(settings), "PYTHONPATH": str(ROOT)}
 
 
 @contextlib.asynccontextmanager
-async def started(*workers: WorkerProcess) -> AsyncIterator[None]:
-    """Worker processes, ready (`until_ready`), stopped (SIGTERM) at the end."""
+async def started(settings: Settings, *workers: WorkerProcess) -> AsyncIterator[None]:
+    """Worker processes, ready (`until_ready`) and holding their groups' partitions,
+    stopped (SIGTERM) at the end."""
     with_health_ports(list(workers))
     try:
         for worker in workers:
@@ -130,6 +141,8 @@ async def started(*workers: WorkerProcess) -> AsyncIterator[None]:
         except RuntimeError as exc:
             tails = "\n".join(w.log.read_text()[-2000:] for w in workers if w.log.exists())
             raise AssertionError(f"{exc}\n{tails}") from exc
+        roles = [role for w in workers for role in roles_of(w)]
+        await wait_assigned(settings.kafka, {settings.group_id(role): 1 for role in roles})
         yield
     finally:
         for worker in workers:
@@ -150,6 +163,7 @@ async def in_process(settings: Settings, *names: str) -> AsyncIterator[list[Part
 
     try:
         await assert_eventually(all_started, within=30, message="participants started")
+        await wait_assigned(settings.kafka, {w.group_id: 1 for w in workers})
         yield workers
     finally:
         for w in workers:
@@ -169,6 +183,7 @@ async def orchestrating(settings: Settings) -> AsyncIterator[Orchestrator]:
 
     try:
         await assert_eventually(ready, within=30, message="orchestrator ready")
+        await wait_assigned(settings.kafka, {settings.group_id("orchestrator"): 1})
         yield worker
     finally:
         worker.stop()
@@ -269,14 +284,14 @@ async def test_trips_and_orders_complete_and_compensate_side_by_side_in_one_orch
     booked_id, declined_id = TRIPS.saga_id(booked), TRIPS.saga_id(declined)
     charge_key = f"{booked_id}/charge_card"
 
-    async with started(two_sagas_process(settings, tmp_path, "orchestrator")):
+    async with started(settings, two_sagas_process(settings, tmp_path, "orchestrator")):
         # Nobody else has touched this prefix: the orchestrator made every topic of the app.
         made = await topics_in_kafka(settings.kafka)
         assert {prefix + name for name in TRIP_TOPICS} <= made
         assert prefix + order_topics.ORDER_CREATED in made
 
         async with (
-            started(two_sagas_process(settings, tmp_path, "participant", "bookings")),
+            started(settings, two_sagas_process(settings, tmp_path, "participant", "bookings")),
             in_process(settings, *ORDER_PARTICIPANTS, "cards", "itineraries"),
         ):
             await send_trips(
@@ -467,7 +482,7 @@ async def test_the_trip_example_runs_as_the_readme_says(
     assert requests[0] == "python"
     settings = settings_for(services, prefix)
     worker = WorkerProcess("all", tuple(workers[1:]), worker_env(settings), tmp_path / "all.log")
-    async with started(worker):
+    async with started(settings, worker):
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             *requests[1:],
