@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from participants.app import saga_id_for_order
@@ -47,7 +48,7 @@ from saga_worker.settings import Settings, load_settings
 from schemas import OrderCreated
 from schemas import topics as t
 from tests.eventually import assert_eventually
-from tests.integration.kafka_state import wait_assigned
+from tests.integration.kafka_state import read_to_end, wait_assigned
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +113,23 @@ def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
         saga_outbox_sweep_after_s=overrides.pop("saga_outbox_sweep_after_s", 1.0),
         **overrides,
     )
+
+
+def inbound(
+    settings: Settings,
+    *,
+    orchestrator: bool = False,
+    participants: Sequence[ParticipantWorker] = (),
+) -> dict[str, list[str]]:
+    """Consumer group -> the physical topics it reads, of the sample's orchestrator and of
+    these participant workers: what `wait_caught_up` waits on."""
+    groups: dict[str, list[str]] = {}
+    if orchestrator:
+        reads = (t.ORDER_CREATED, *t.REPLY_TOPICS)
+        groups[settings.group_id("orchestrator")] = [settings.topics.physical(n) for n in reads]
+    for worker in participants:
+        groups[worker.group_id] = [settings.topics.physical(n) for n in worker.participant.topics]
+    return groups
 
 
 def role_of(worker: str) -> str:
@@ -339,6 +357,20 @@ async def send_orders(conn: KafkaConnection, prefix: str, bodies: list[dict[str,
         await producer.stop()
 
 
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a metrics page, 0 when absent (a counter not yet moved)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+def metric(worker: Orchestrator | ParticipantWorker, name: str, **labels: str) -> float:
+    """One sample of a worker's metrics (in this process), 0 when absent."""
+    return sample(worker.metrics.render().decode(), name, **labels)
+
+
 async def fire_now(redis: Redis, settings: Settings, saga_id: str, timer_id: str) -> None:
     """Makes one scheduled timer of the saga due at once, as if its time had come: for a
     test that needs one timeout to fire and every other command to have all the time."""
@@ -528,6 +560,12 @@ class Bus:
             self.seen.extend(records)
         wanted = self.settings.topics.physical(logical) if logical else None
         return [r for r in self.seen if wanted is None or r.topic == wanted]
+
+    async def all_sent(self) -> list[Any]:
+        """Every reply and dead letter in the topics, read to their end: once the workers
+        are known to be done (exited, or caught up), nothing is left to arrive."""
+        topics = (*t.REPLY_TOPICS, t.DEAD_LETTER)
+        return await read_to_end(self.settings.kafka, *map(self.settings.topics.physical, topics))
 
     async def topic_exists(self, topic: str) -> bool:
         return topic in await self.reader.topics()

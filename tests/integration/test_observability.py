@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from prometheus_client.parser import text_string_to_metric_families
 
 from participants.app import saga_id_for_order
 from participants.inventory import INVENTORY
@@ -17,6 +16,7 @@ from saga_worker.participant.runtime import ParticipantWorker
 from saga_worker.wire import TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.http_probe import http_get
 from tests.integration.saga_support import (
     SagaReader,
     ScriptedParticipants,
@@ -27,6 +27,7 @@ from tests.integration.saga_support import (
     reply_for,
     running_orchestrator,
     running_participants,
+    sample,
     send_orders,
     settings_for,
 )
@@ -34,25 +35,6 @@ from tests.services import Services
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 DEFINITION = "OrderFulfillment"
-
-
-async def http_get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of a metrics page, 0 when absent (a counter not yet moved)."""
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
 
 
 def scripted(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
