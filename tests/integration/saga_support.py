@@ -48,7 +48,9 @@ from saga_worker.settings import Settings, load_settings
 from schemas import OrderCreated
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.http_probe import http_get, http_status
 from tests.integration.kafka_state import read_to_end, wait_assigned
+from tests.ports import free_ports
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,12 +186,37 @@ async def running_orchestrator(
 
 
 class OrchestratorProcess:
-    """The orchestrator as a separate OS process, to be killed for real."""
+    """The orchestrator as a separate OS process, to be killed for real; its health port
+    tells when it is ready and what it counted."""
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-        self._env = {**os.environ, **settings_env(settings), **(env or {})}
+        (self.port,) = free_ports(1)
+        self._env = {
+            **os.environ,
+            **settings_env(settings),
+            "SAGA_HEALTH_PORT": str(self.port),
+            **(env or {}),
+        }
         self.starts = 0
         self.proc: subprocess.Popen[bytes] | None = None
+
+    async def wait_ready(self) -> None:
+        """Until it answers /readyz (subscribed; see kafka_state for its partitions)."""
+
+        async def ready() -> bool:
+            assert self.alive, "the orchestrator process exited"
+            try:
+                return await http_status(self.port, "/readyz") == 200
+            except OSError:
+                return False
+
+        await assert_eventually(ready, within=60, message="orchestrator process ready")
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """One sample of its /metrics, 0 when absent."""
+        status, body = await http_get(self.port, "/metrics")
+        assert status == 200, status
+        return sample(body.decode(), name, **labels)
 
     def start(self) -> None:
         self.starts += 1

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from participants.app import saga_id_for_order
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import wait_assigned
 from tests.integration.saga_support import (
     OrchestratorProcess,
     SagaReader,
@@ -72,6 +73,7 @@ async def test_killed_orchestrators_finish_every_saga_with_one_effect_each(
     )
 
 
+SAGA = "OrderFulfillment"
 FORWARD_TOPICS = (
     "InventoryService.ReserveItems",
     "PaymentService.ProcessPayment",
@@ -87,6 +89,7 @@ async def test_two_instances_share_six_partitions_and_survive_one_stopping(
     settings = settings_for(services, prefix, saga_partitions=6)
     await prepare_topics(settings)
     first, second = OrchestratorProcess(settings), OrchestratorProcess(settings)
+    group = settings.group_id("orchestrator")
     orders = [f"p-{i}" for i in range(500)]
     scripted = ScriptedParticipants(settings.kafka, prefix)
     reader = SagaReader(redis_client, settings)
@@ -94,11 +97,21 @@ async def test_two_instances_share_six_partitions_and_survive_one_stopping(
         first.start()
         second.start()
         try:
+            await first.wait_ready()
+            await second.wait_ready()
+            # Both in the group, each holding partitions, before the first order.
+            await wait_assigned(settings.kafka, {group: 2})
             await send_orders(settings.kafka, prefix, [order(o) for o in orders])
             await assert_eventually(
                 lambda: reader.statuses(orders), lambda c: c["completed"] >= 250, within=120
             )
+            # Each read orders from its partitions of OrderCreated and started their sagas.
+            started = [
+                await p.metric("sagas_started_total", definition=SAGA) for p in (first, second)
+            ]
+            assert all(n > 0 for n in started), started
             assert second.terminate() == 0  # SIGTERM: drains, commits, exits 0
+            await wait_assigned(settings.kafka, {group: 1})  # the first took every partition
             await assert_eventually(
                 lambda: reader.statuses(orders),
                 lambda c: c["completed"] == len(orders),
