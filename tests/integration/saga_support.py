@@ -104,6 +104,11 @@ def fast_fulfillment(
 FAST_FULFILLMENT = fast_fulfillment()
 
 
+# Outbox entries are republished when Kafka has not acknowledged them for this long: on a
+# slow machine 1 s would resend commands a test counts. Tests of the sweeper shorten it.
+PATIENT_SWEEP_S = 30.0
+
+
 def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
     return load_settings(
         kafka_bootstrap_servers=services.bootstrap_servers,
@@ -112,7 +117,7 @@ def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
         saga_key_prefix=prefix,
         saga_partitions=overrides.pop("saga_partitions", 2),
         saga_timer_poll_ms=overrides.pop("saga_timer_poll_ms", 50),
-        saga_outbox_sweep_after_s=overrides.pop("saga_outbox_sweep_after_s", 1.0),
+        saga_outbox_sweep_after_s=overrides.pop("saga_outbox_sweep_after_s", PATIENT_SWEEP_S),
         **overrides,
     )
 

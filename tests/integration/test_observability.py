@@ -57,7 +57,8 @@ def scripted(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 async def test_metrics_endpoint_serves_counters_that_move_as_sagas_run(
     services: Services, prefix: str
 ) -> None:
-    settings = settings_for(services, prefix, saga_health_port=0)
+    # The sweeper measures the backlogs every half sweep threshold: 0.5 s here.
+    settings = settings_for(services, prefix, saga_health_port=0, saga_outbox_sweep_after_s=1.0)
     participants = ScriptedParticipants(settings.kafka, prefix, scripted)
     orders = [order(f"m-{kind}-1") for kind in ("ok", "retry", "dup", "declined", "stuck", "hang")]
     async with running_orchestrator(settings) as worker:
@@ -86,8 +87,7 @@ async def test_metrics_endpoint_serves_counters_that_move_as_sagas_run(
                     within=30,
                     message="three sagas completed, one failed, one needs an operator",
                 )
-            # The sweeper measures the backlogs every half sweep interval (0.5 s here);
-            # the hanging saga's step timeout is the one timer left.
+            # The hanging saga's step timeout is the one timer left.
             swept = await assert_eventually(
                 metrics, lambda m: sample(m, "saga_timer_backlog") == 1, within=10
             )

@@ -229,7 +229,7 @@ async def test_a_saga_whose_decision_raises_loses_its_timer_and_the_rest_fire(
 async def test_an_unreadable_outbox_is_set_aside_and_the_others_are_republished(
     services: Services, prefix: str, redis_client: Redis
 ) -> None:
-    settings = settings_for(services, prefix)  # entries are stale after 1 s
+    settings = settings_for(services, prefix, saga_outbox_sweep_after_s=1.0)  # stale after 1 s
     ok = await saved_saga(redis_client, settings, FAST_FULFILLMENT, "o-ok", sent=False)
     bad = await saved_saga(redis_client, settings, FAST_FULFILLMENT, "o-bad", sent=False)
     # An entry as a later version might write it, with a field this one does not know.
