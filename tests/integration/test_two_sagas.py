@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
@@ -20,6 +21,7 @@ from examples.trip_booking import topics as trip_topics
 from examples.trip_booking.app import GATEWAY, TRIPS
 from examples.trip_booking.app import app as TRIP_APP
 from examples.trip_booking.bookings import BookingKeys, open_for_booking
+from examples.trip_booking.card_gateway import Charge
 from examples.trip_booking.itineraries import ItineraryKeys
 from examples.trip_booking.messages import TripBooked, TripFailed
 from participants.app import saga_id_for_order
@@ -448,7 +450,7 @@ async def test_an_operator_aborts_a_trip_stuck_on_the_card_gateway_and_retries_a
 
 
 async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
-    services: Services, prefix: str, redis_client: Redis
+    services: Services, prefix: str, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(services, prefix)
     sagas = Sagas(redis_client, settings)
@@ -457,16 +459,21 @@ async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
     saga_id = TRIPS.saga_id(trip_id)
     key = f"{saga_id}/charge_card"
 
-    async def charge_calls() -> int:
-        return GATEWAY.charge_calls[key]
+    real_charge = GATEWAY.charge
 
-    async with orchestrating(settings), in_process(settings, "bookings", "cards", "itineraries"):
-        GATEWAY.down = True
+    async def down_for_the_first_call(
+        card: str, amount: int, currency: str, *, idempotency_key: str
+    ) -> Charge:
+        # Down for exactly this trip's first charge, however soon the retry comes.
+        GATEWAY.down = idempotency_key == key and GATEWAY.charge_calls[key] == 0
         try:
-            await send_trips(settings.kafka, prefix, [trip(trip_id)])
-            await assert_eventually(charge_calls, lambda n: n >= 1, message="the first try")
+            return await real_charge(card, amount, currency, idempotency_key=idempotency_key)
         finally:
             GATEWAY.down = False
+
+    monkeypatch.setattr(GATEWAY, "charge", down_for_the_first_call)
+    async with orchestrating(settings), in_process(settings, "bookings", "cards", "itineraries"):
+        await send_trips(settings.kafka, prefix, [trip(trip_id)])
         done = await sagas.wait(saga_id, "completed")
 
     assert done.step("charge_card").attempt == 2  # the saga retried the transient failure
