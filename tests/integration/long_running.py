@@ -18,7 +18,7 @@ from participants.order_fulfillment import APPROVAL, needs_approval, rejected
 from saga_worker import App, ChildSaga, SagaDefinition, Step, StepKind, Wait
 from schemas import OrderCreated
 from schemas import topics as t
-from tests.integration.saga_support import PATIENT_FULFILLMENT
+from tests.integration.saga_support import FAST_FULFILLMENT
 
 APPROVAL_DEADLINE = timedelta(seconds=2)
 DEFAULT_DECISION: dict[str, object] = {"approved": True, "approver": "nobody in time"}
@@ -26,8 +26,8 @@ DEFAULT_DECISION: dict[str, object] = {"approved": True, "approver": "nobody in 
 
 def approving(approval: Step = APPROVAL) -> SagaDefinition:
     """The sample's version 2 (approval after the stock is held), with test timeouts."""
-    first, *rest = PATIENT_FULFILLMENT.stages
-    return dataclasses.replace(PATIENT_FULFILLMENT, version=2, stages=(first, approval, *rest))
+    first, *rest = FAST_FULFILLMENT.stages
+    return dataclasses.replace(FAST_FULFILLMENT, version=2, stages=(first, approval, *rest))
 
 
 def _orders(definition: SagaDefinition) -> App:

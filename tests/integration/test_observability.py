@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client.parser import text_string_to_metric_families
 
 import saga_worker
 from participants.app import app as sample_app
@@ -25,8 +24,8 @@ from saga_worker.runtime.run import Runnable, all_workers
 from saga_worker.wire import TRACEPARENT, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.http_probe import http_get
 from tests.integration.saga_support import (
-    PATIENT_FULFILLMENT,
     SagaReader,
     ScriptedParticipants,
     fail_reply,
@@ -36,6 +35,7 @@ from tests.integration.saga_support import (
     reply_for,
     running_orchestrator,
     running_participants,
+    sample,
     send_orders,
     settings_for,
 )
@@ -43,25 +43,6 @@ from tests.services import Services
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 DEFINITION = "OrderFulfillment"
-
-
-async def http_get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of a metrics page, 0 when absent (a counter not yet moved)."""
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
 
 
 def scripted(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -84,10 +65,11 @@ def scripted(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 async def test_metrics_endpoint_serves_counters_that_move_as_sagas_run(
     services: Services, prefix: str
 ) -> None:
-    settings = settings_for(services, prefix, saga_health_port=0)
+    # The sweeper measures the backlogs every half sweep threshold: 0.5 s here.
+    settings = settings_for(services, prefix, saga_health_port=0, saga_outbox_sweep_after_s=1.0)
     participants = ScriptedParticipants(settings.kafka, prefix, scripted)
     orders = [order(f"m-{kind}-1") for kind in ("ok", "retry", "dup", "declined", "stuck", "hang")]
-    async with running_orchestrator(settings, PATIENT_FULFILLMENT) as worker:
+    async with running_orchestrator(settings) as worker:
         health = worker.health
         assert health is not None
         await health.start()  # port 0 in settings means "off"; bind an ephemeral one here
@@ -116,8 +98,7 @@ async def test_metrics_endpoint_serves_counters_that_move_as_sagas_run(
                     within=30,
                     message="three sagas completed, one failed, one needs an operator",
                 )
-            # The sweeper measures the backlogs every half sweep interval (0.5 s here);
-            # the hanging saga's step timeout is the one timer left.
+            # The hanging saga's step timeout is the one timer left.
             swept = await assert_eventually(
                 metrics, lambda m: sample(m, "saga_worker_timer_backlog") == 1, within=10
             )
@@ -167,7 +148,7 @@ async def test_a_traceparent_on_order_created_reaches_every_command_reply_and_ou
         items=[{"sku": "sku-ceramic-mug", "quantity": 1, "unit_price": 1490}],
     )
     async with (
-        running_orchestrator(settings, PATIENT_FULFILLMENT),
+        running_orchestrator(settings),
         running_participants(settings) as workers,
     ):
         await produce(
@@ -225,7 +206,7 @@ async def test_the_users_own_span_around_order_created_is_the_parent_of_every_sa
     )
     shop = trace.get_tracer("the-users-shop")
     async with (
-        running_orchestrator(settings, PATIENT_FULFILLMENT),
+        running_orchestrator(settings),
         running_participants(settings),
     ):
         with shop.start_as_current_span("place order") as placing:
@@ -318,8 +299,8 @@ async def test_redis_wide_gauges_are_exported_by_one_orchestrator_of_several(
     status, labelled with its name; when it stops, another takes over."""
     settings = settings_for(services, prefix)
     async with (
-        running_orchestrator(settings, PATIENT_FULFILLMENT) as first,
-        running_orchestrator(settings, PATIENT_FULFILLMENT) as second,
+        running_orchestrator(settings) as first,
+        running_orchestrator(settings, members=2) as second,
     ):
 
         async def exporters() -> list[str]:
@@ -336,7 +317,7 @@ async def test_redis_wide_gauges_are_exported_by_one_orchestrator_of_several(
         text = first.metrics.render().decode()
         assert f'saga_worker_sagas{{measured_by="{first.instance}",status="pending"}} 0.0' in text
     # Both stopped: the lease lapses and the next orchestrator measures.
-    async with running_orchestrator(settings, PATIENT_FULFILLMENT) as third:
+    async with running_orchestrator(settings) as third:
 
         async def third_exports() -> str:
             return third.metrics.render().decode()

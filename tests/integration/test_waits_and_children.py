@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from participants.app import saga_id_for_order
+from participants.app import NAMES, saga_id_for_order
 from saga_worker import SagaState, SagaStatus, StepStatus, WorkerProcess
 from saga_worker.runtime.kafka_clients import KafkaConnection
 from saga_worker.runtime.worker_processes import settings_env
@@ -37,6 +37,7 @@ from tests.integration.saga_support import (
     produce,
     read_topic,
     reply_for,
+    role_of,
     running_orchestrator,
     send_orders,
     settings_for,
@@ -342,7 +343,8 @@ async def test_the_approval_example_runs_as_the_readme_says(
     reader = SagaReader(redis_client, settings)
     order_id = show[-1]
     worker = WorkerProcess("all", tuple(workers[1:]), worker_env(settings), tmp_path / "all.log")
-    async with started(worker):
+    sample = ["orchestrator", *(role_of(name) for name in NAMES)]
+    async with started(settings, worker, roles=lambda _: sample):
         for command in (seed, orders):
             assert command[:3] == ["python", "-m", "participants"]
             ran = await cli(services, prefix, *command[3:], module="participants")

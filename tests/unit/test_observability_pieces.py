@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 
 from saga_worker.observability.tracing import otlp_protocol, sdk_provider
 from saga_worker.runtime.health import HealthServer
-
-
-async def get(port: int, path: str) -> tuple[str, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\n\r\n".encode())
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    head, _, body = response.partition(b"\r\n\r\n")
-    return head.decode(), body
+from tests.http_probe import http_response
 
 
 async def test_metrics_are_served_next_to_the_probes() -> None:
     server = HealthServer("127.0.0.1", 0, lambda: True, lambda: False, metrics=lambda: b"m 1\n")
     await server.start()
     try:
-        head, body = await get(server.port, "/metrics")
+        head, body = await http_response(server.port, "/metrics")
         assert head.startswith("HTTP/1.1 200")
         assert "Content-Type: text/plain; version=" in head
         assert body == b"m 1\n"
-        assert (await get(server.port, "/readyz"))[0].startswith("HTTP/1.1 503")
-        assert (await get(server.port, "/healthz"))[1] == b"ok\n"
+        assert (await http_response(server.port, "/readyz"))[0].startswith("HTTP/1.1 503")
+        assert (await http_response(server.port, "/healthz"))[1] == b"ok\n"
     finally:
         await server.stop()
 
@@ -39,7 +29,7 @@ async def test_without_metrics_the_path_is_not_found() -> None:
     server = HealthServer("127.0.0.1", 0, lambda: True, lambda: True)
     await server.start()
     try:
-        assert (await get(server.port, "/metrics"))[0].startswith("HTTP/1.1 404")
+        assert (await http_response(server.port, "/metrics"))[0].startswith("HTTP/1.1 404")
     finally:
         await server.stop()
 
