@@ -296,8 +296,9 @@ async def test_redis_wide_gauges_are_exported_by_one_orchestrator_of_several(
     services: Services, prefix: str
 ) -> None:
     """Replicas measure the same Redis: one of them exports the backlogs and sagas per
-    status, labelled with its name; when it stops, another takes over."""
-    settings = settings_for(services, prefix)
+    status, labelled with its name; when it stops, another takes over. They measure as
+    they sweep outboxes: every half second here."""
+    settings = settings_for(services, prefix, saga_outbox_sweep_after_s=1.0)
     async with (
         running_orchestrator(settings) as first,
         running_orchestrator(settings, members=2) as second,
@@ -311,7 +312,7 @@ async def test_redis_wide_gauges_are_exported_by_one_orchestrator_of_several(
             ]
 
         await assert_eventually(exporters, lambda e: len(e) == 1, within=10)
-        for _ in range(10):  # several sweeps of both (every 0.5 s here)
+        for _ in range(10):  # several sweeps of both
             await asyncio.sleep(0.3)
             assert await exporters() == [first.instance]
         text = first.metrics.render().decode()
