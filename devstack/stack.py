@@ -148,7 +148,9 @@ def require_port_free(port: int, what: str) -> None:
 def wait_until(check: Callable[[], bool], what: str, log: Path, pidfile: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if read_pid(pidfile) is None:
+        pid = read_pid(pidfile)
+        if pid is None or _reap(pid):  # gone, or a child of ours that exited (a zombie)
+            pidfile.unlink(missing_ok=True)
             raise StackError(f"{what} exited during start; see {tail_hint(log)}")
         if check():
             return
