@@ -12,7 +12,7 @@ passwords. The broker (its own KRaft node, its own data) listens with
 - PLAINTEXT on loopback only, for the controller and the broker itself,
 
 and `redis-server` (Debian's, built with TLS) listens with TLS only, with an ACL
-user `saga` limited to the commands in REDIS_ACL_COMMANDS and to the keys
+user `saga` limited to the commands in saga_worker.runtime.redis_acl and to the keys
 `saga-worker:*` (REDIS_ACL_KEYS). `client.env` in that folder holds the settings
 for saga-worker; every secret in it is a `*_FILE` path.
 """
@@ -37,64 +37,12 @@ CLIENT_CN = "saga-client"
 REDIS_USER = "saga"
 REDIS_ACL_KEYS = "saga-worker:*"
 
-# Every command saga-worker's workers and its CLI send, from Python or from their Lua
-# scripts (EVALSHA runs the script's commands under the same user, each checked).
-# tests/integration/test_secured_stack.py runs the orchestrator, participants and the CLI
-# as a user with exactly these; the README's security section lists them.
-REDIS_ACL_COMMANDS = (
-    # connection and scripts
-    "ping",
-    "hello",
-    "select",
-    "evalsha",
-    "eval",
-    "script|load",
-    "time",
-    # strings, hashes, sets, sorted sets, streams, keys
-    "get",
-    "set",
-    "mget",
-    "hget",
-    "hset",
-    "hmget",
-    "hgetall",
-    "hkeys",
-    "hdel",
-    "hexists",
-    "hincrby",
-    "hlen",
-    "sadd",
-    "srem",
-    "sismember",
-    "smembers",
-    "zadd",
-    "zrem",
-    "zrange",
-    "zrangebyscore",
-    "zrevrangebyscore",
-    "zremrangebyscore",
-    "zcard",
-    "zcount",
-    "zscore",
-    "xadd",
-    "xrange",
-    "xtrim",
-    "xdel",
-    "xlen",
-    "type",
-    "exists",
-    "pexpire",
-    "expire",
-    "unlink",
-    "del",
-    "scan",
-)
-
 
 def redis_acl(user: str, password: str, keys: str = REDIS_ACL_KEYS) -> str:
-    """One `ACL SETUSER` rule line (and aclfile line): the user, its keys and commands."""
-    commands = " ".join(f"+{c}" for c in REDIS_ACL_COMMANDS)
-    return f"{user} on >{password} ~{keys} resetchannels -@all {commands}"
+    """One `ACL SETUSER` rule (and aclfile line): the user, its keys and its commands."""
+    from saga_worker.runtime.redis_acl import acl_rule  # noqa: PLC0415 - after install
+
+    return acl_rule(user, password, keys.removesuffix("*"))
 
 
 def _port(name: str, default: int) -> int:
@@ -381,8 +329,7 @@ def start_kafka(secured: Secured) -> bool:
             *jvm,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            stack._cluster_id(home),
+            f"--cluster-id={stack._cluster_id(home)}",
             "-c",
             str(props),
             *scram,

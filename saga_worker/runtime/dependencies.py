@@ -24,6 +24,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError,
 from saga_worker.errors import ConfigurationError
 from saga_worker.runtime.kafka_checks import diagnose
 from saga_worker.runtime.kafka_clients import KafkaConnection, ensure_topics
+from saga_worker.runtime.redis_acl import missing_permissions
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ async def wait_for_dependencies(
     worker: str,
     replication: int | None = None,
     configs: dict[str, str] | None = None,
+    key_prefix: str = "saga-worker:",
 ) -> bool:
     """Creates missing topics and reaches Redis; False if asked to stop before both answered."""
     pause = FIRST_PAUSE_S
@@ -55,7 +57,7 @@ async def wait_for_dependencies(
                 if fatal is not None:
                     raise fatal from None
                 raise
-            await check_redis(redis)
+            await check_redis(redis, key_prefix)
             return True
         except (KafkaError, RedisError, OSError) as exc:
             log.warning(
@@ -68,10 +70,16 @@ async def wait_for_dependencies(
         pause = min(pause * 2, MAX_PAUSE_S)
 
 
-async def check_redis(redis: Redis) -> None:
+async def check_redis(redis: Redis, key_prefix: str) -> None:
     """PING; a refused login or a command the ACL user may not run is a ConfigurationError."""
     try:
         await redis.ping()
+        denied = await missing_permissions(redis, key_prefix)
+        if denied:
+            raise ConfigurationError(
+                f"Redis: the ACL user may not run {', '.join(denied)} on keys {key_prefix}*;"
+                " grant what the README's Security section lists"
+            )
     except AuthenticationError as exc:
         raise ConfigurationError(
             f"Redis refused the login ({exc}): check REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD"

@@ -36,6 +36,7 @@ from saga_worker.errors import ConfigurationError
 from saga_worker.runtime.kafka_clients import KafkaConnection
 
 PROBE_TIMEOUT_S = 5.0
+PROBE_ATTEMPTS = 3
 # TLS alerts a broker sends about our client certificate (or its absence).
 CERTIFICATE_ALERTS = (
     "SSLV3_ALERT_BAD_CERTIFICATE",
@@ -91,8 +92,9 @@ async def _diagnose_one(conn: KafkaConnection, host: str, port: int) -> Configur
     except ssl.SSLError as exc:
         return _certificate_refused(conn, where, exc)
     except (KafkaError, OSError, TimeoutError):
-        return None  # not answering, or closed: maybe a client certificate; looked at below
-    connection.close()
+        pass  # not answering, or closed: maybe over a client certificate, looked at below
+    else:
+        connection.close()
     if conn.security_protocol in ("SSL", "SASL_SSL"):
         return await _tls_probe(conn, host, port)
     return None
@@ -100,28 +102,51 @@ async def _diagnose_one(conn: KafkaConnection, host: str, port: int) -> Configur
 
 async def _tls_probe(conn: KafkaConnection, host: str, port: int) -> ConfigurationError | None:
     """A TLS 1.3 server refuses a client certificate only after the handshake: send an
-    ApiVersions request ourselves and read the alert aiokafka reports as a closed socket."""
+    ApiVersions request ourselves and read the alert aiokafka reports as a closed socket.
+
+    The alert and the close race: a broker that closes every time after a good
+    handshake without answering, while we send no certificate, is taken to want one."""
+    for _ in range(PROBE_ATTEMPTS):
+        outcome = await _ask_over_tls(conn, host, port)
+        if isinstance(outcome, ConfigurationError):
+            return outcome
+        if outcome != "closed":
+            return None
+    if conn.ssl_certfile is None and conn.security_protocol == "SSL":
+        return ConfigurationError(
+            f"Kafka at {host}:{port} closes the connection after the TLS handshake without"
+            " answering: it requires a client certificate, most likely; set"
+            " KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE"
+        )
+    return None
+
+
+async def _ask_over_tls(conn: KafkaConnection, host: str, port: int) -> ConfigurationError | str:
+    """The refusal, or "closed" (no answer), "answered" or "unreachable"."""
+    where = f"{host}:{port}"
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=conn.ssl_context(), server_hostname=host),
             PROBE_TIMEOUT_S,
         )
     except ssl.SSLError as exc:
-        return _certificate_refused(conn, f"{host}:{port}", exc)
+        return _certificate_refused(conn, where, exc) or "unreachable"
     except (OSError, TimeoutError):
-        return None
+        return "unreachable"
     body = struct.pack(">hhih", 18, 0, 1, 5) + b"probe"  # ApiVersions v0, client "probe"
     try:
         writer.write(struct.pack(">i", len(body)) + body)
         await writer.drain()
-        await asyncio.wait_for(reader.read(4), PROBE_TIMEOUT_S)
+        answer = await asyncio.wait_for(reader.read(4), PROBE_TIMEOUT_S)
     except ssl.SSLError as exc:
-        return _certificate_refused(conn, f"{host}:{port}", exc)
+        return _certificate_refused(conn, where, exc) or "closed"
+    except (ConnectionError, EOFError):
+        return "closed"
     except (OSError, TimeoutError):
-        return None
+        return "unreachable"
     finally:
         writer.close()
-    return None
+    return "answered" if answer else "closed"
 
 
 def _certificate_refused(
