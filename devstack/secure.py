@@ -138,19 +138,16 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise stack.StackError(f"openssl {args[0]} failed: {done.stderr.strip()[-300:]}")
 
 
+def _new_key(directory: Path, name: str) -> None:
+    """`<name>.key`: a P-256 key in PKCS#8 PEM, unencrypted (what Kafka's PEM keystore reads)."""
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", f"{name}.key", cwd=directory)  # fmt: skip
+
+
 def make_ca(directory: Path, name: str = "ca", cn: str = "saga-worker devstack CA") -> Path:
     """A self-signed CA (`<name>.crt`, `<name>.key`) valid for a week; returns the cert."""
     directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        f"{name}.key",
-        cwd=directory,
-    )
+    _new_key(directory, name)
     _openssl(
         "req",
         "-x509",
@@ -174,16 +171,7 @@ def make_ca(directory: Path, name: str = "ca", cn: str = "saga-worker devstack C
 
 def issue(directory: Path, name: str, cn: str, *, server: bool, ca: str = "ca") -> None:
     """`<name>.key` (PKCS#8, unencrypted) and `<name>.crt` signed by the CA `ca`."""
-    _openssl(
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        f"{name}.key",
-        cwd=directory,
-    )
+    _new_key(directory, name)
     _openssl(
         "req",
         "-new",
@@ -267,15 +255,7 @@ def kafka_properties(secured: Secured, data: Path) -> str:
         "allow.everyone.if.no.acl.found": "true",
         "super.users": f"User:ANONYMOUS;User:{KAFKA_ADMIN}",
         "log.dirs": str(data),
-        "num.partitions": "6",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "6",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
+        **stack.ONE_NODE,
         "num.io.threads": "2",
         "num.network.threads": "2",
     }

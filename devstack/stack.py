@@ -216,6 +216,20 @@ def kafka_libs() -> Path:
     return libs
 
 
+# A single node: internal topics at replication factor 1, no topic made by accident.
+ONE_NODE = {
+    "num.partitions": "6",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "6",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "auto.create.topics.enable": "false",
+}
+
+
 def kafka_properties(ports: Ports, data: Path) -> str:
     settings = {
         "process.roles": "broker,controller",
@@ -227,15 +241,7 @@ def kafka_properties(ports: Ports, data: Path) -> str:
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data),
-        "num.partitions": "6",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "6",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
+        **ONE_NODE,
         "log.flush.interval.messages": "9223372036854775807",
         "num.io.threads": "4",
         "num.network.threads": "2",
