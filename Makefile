@@ -17,8 +17,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# `make up SECURE=1` also starts a secured broker and Redis (devstack/secure.py): TLS,
+# SCRAM-SHA-512, client certificates and an ACL user; settings in .runtime/secure/client.env.
+SECURE ?=
 up: install
-	$(STACK) up
+	SAGA_DEVSTACK_SECURE=$(SECURE) $(STACK) up
 
 down: install
 	$(STACK) down

@@ -18,7 +18,7 @@ import orjson
 from redis.asyncio import Redis
 
 from participants import keys
-from saga_worker import Settings
+from saga_worker import Settings, make_redis
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, 
 
 async def seed_demo(settings: Settings, data: SeedData = DEMO_SEED) -> SeedData:
     """`saga-worker seed`: loads `data` into the Redis and key prefix of `settings`."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     try:
         return await load_seed(redis, settings.saga_key_prefix, data)
     finally:

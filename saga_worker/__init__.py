@@ -51,6 +51,7 @@ from saga_worker.participant.protocol import Apply, Fault, Kind, Refuse, Verdict
 from saga_worker.runtime.cleanup import discard
 from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.kafka_clients import ensure_topics, make_producer
+from saga_worker.runtime.redis_client import make_redis
 from saga_worker.runtime.run import run_all, run_orchestrator, run_participant
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.runtime.worker_processes import (
@@ -182,6 +183,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "load_settings",
     "make_headers",
     "make_producer",
+    "make_redis",
     "run_all",
     "run_orchestrator",
     "run_participant",

@@ -87,7 +87,7 @@ def run_worker(app_spec: str | None, make: Callable[[App, Settings], Runnable]) 
     from saga_worker.runtime.run import serve  # noqa: PLC0415
 
     settings = settings_or_exit()
-    configure_logging()
+    configure_logging(settings.saga_log_level)
     the_app = load_app_or_exit(app_spec, settings)
     try:
         worker = make(the_app, settings)
