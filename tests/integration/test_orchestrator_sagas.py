@@ -149,7 +149,7 @@ async def test_duplicate_orders_and_replies_change_nothing(
         # Two copies of the start and one copy of each of the four replies before the
         # end, one start after it: each was read and ignored, so none sent anything.
         await assert_eventually(
-            lambda: _async(metric(worker, "saga_events_ignored_total")),
+            lambda: _async(metric(worker, "saga_worker_events_ignored_total")),
             lambda ignored: ignored == 7,
             message="every duplicate read and ignored",
         )
