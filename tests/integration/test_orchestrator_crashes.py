@@ -108,7 +108,8 @@ async def test_two_instances_share_six_partitions_and_survive_one_stopping(
             )
             # Each read orders from its partitions of OrderCreated and started their sagas.
             started = [
-                await p.metric("saga_worker_sagas_started_total", definition=SAGA) for p in (first, second)
+                await p.metric("saga_worker_sagas_started_total", definition=SAGA)
+                for p in (first, second)
             ]
             assert all(n > 0 for n in started), started
             assert second.terminate() == 0  # SIGTERM: drains, commits, exits 0
