@@ -4,6 +4,7 @@ the Kafka, Redis and saga-worker images on it.
     python -m devstack.images build    # `make images`: engine if missing, then every image
     python -m devstack.images engine   # installs and starts a Docker engine if none answers
     python -m devstack.images compose  # a `docker compose` (v2) plugin, built from its module
+    python -m devstack.images stop-engine  # stops the dockerd `engine` or `build` started
 
 Where a registry answers, none of this is needed: docker-compose.yml and the test
 fixtures default to the official images (apache/kafka, redis, python:3.11-slim). Where
@@ -38,12 +39,22 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from devstack.stack import DEVSTACK, ROOT, RUNTIME, StackError, kafka_libs, read_versions
+from devstack.stack import (
+    DEVSTACK,
+    ROOT,
+    RUNTIME,
+    StackError,
+    kafka_libs,
+    read_pid,
+    read_versions,
+    stop_pid,
+)
 
 DOCKER_DIR = ROOT / "docker"
 LOCAL_ENV = DOCKER_DIR / "local.env"
 WHEELS = DOCKER_DIR / "wheels"
 ENGINE_WAIT_S = 60.0
+ENGINE_PID = RUNTIME / "dockerd.pid"
 COMPOSE_VERSION = "v2.40.3"  # github.com/docker/compose/v2, built by `compose`
 COMPOSE_PLUGIN = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -119,19 +130,28 @@ def ensure_engine() -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"starting dockerd in the background (log: {log})", flush=True)
     with log.open("ab") as out:
-        subprocess.Popen(  # noqa: S603 - a daemon that outlives us, stopped by the system
+        daemon = subprocess.Popen(  # noqa: S603 - outlives us; `stop-engine` stops it
             [shutil.which("dockerd") or "dockerd"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    ENGINE_PID.write_text(str(daemon.pid))
     deadline = time.monotonic() + ENGINE_WAIT_S
     while time.monotonic() < deadline:
         if engine_answers():
             return
         time.sleep(0.5)
     raise StackError(f"dockerd did not answer within {ENGINE_WAIT_S:g}s; see {log}")
+
+
+def stop_engine() -> None:
+    """Stops the dockerd that `ensure_engine` started, if it still runs; no other."""
+    if read_pid(ENGINE_PID) is None:
+        print("no dockerd started by this project is running")
+        return
+    stop_pid(ENGINE_PID, "dockerd", grace_s=30)
 
 
 def image_exists(name: str) -> bool:
@@ -337,12 +357,15 @@ def build(*, fresh: bool = False) -> dict[str, str]:
 
 
 def compose_answers() -> bool:
-    done = subprocess.run(
-        ["docker", "compose", "version"],  # noqa: S607
-        capture_output=True,
-        check=False,
-    )
-    return done.returncode == 0
+    """A compose v2 plugin the docker CLI finds (~/.docker/cli-plugins, or the system's)."""
+    for command in (["docker", "compose", "version"], [str(COMPOSE_PLUGIN), "version"]):
+        try:
+            done = subprocess.run(command, capture_output=True, check=False)  # noqa: S603
+        except OSError:  # no docker client yet, or no plugin there
+            continue
+        if done.returncode == 0:
+            return True
+    return False
 
 
 def ensure_compose() -> None:
@@ -396,10 +419,13 @@ def main(argv: Sequence[str]) -> int:
         elif command == "engine":
             ensure_engine()
         elif command == "compose":
-            ensure_engine()
-            ensure_compose()
+            ensure_compose()  # no engine needed: it can build while `build` runs
+        elif command == "stop-engine":
+            stop_engine()
         else:
-            raise StackError(f"unknown command {command!r}; use build, engine or compose")
+            raise StackError(
+                f"unknown command {command!r}; use build, engine, compose or stop-engine"
+            )
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
