@@ -175,21 +175,33 @@ def apt_sources() -> tuple[str, Path | None]:
     if forced:
         return forced, None
     deb822 = Path("/etc/apt/sources.list.d/debian.sources")
-    if deb822.exists():
-        for stanza in deb822.read_text().split("\n\n"):
-            fields = dict(
-                line.split(":", 1) for line in stanza.splitlines() if ":" in line and line[0] != "#"
-            )
-            suites = fields.get("Suites", "").split()
-            if SUITE in suites and "URIs" in fields:
-                return fields["URIs"].split()[0], deb822
+    if deb822.exists() and (found := deb822_mirror(deb822.read_text())):
+        return found, deb822
     legacy = Path("/etc/apt/sources.list")
-    if legacy.exists():
-        for line in legacy.read_text().splitlines():
-            words = line.split()
-            if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
-                return words[1], None
+    if legacy.exists() and (found := sources_list_mirror(legacy.read_text())):
+        return found, None
     return DEFAULT_MIRROR, None
+
+
+def deb822_mirror(text: str) -> str | None:
+    """The first URI of the first stanza that serves SUITE itself (not its updates)."""
+    for stanza in text.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            key, colon, value = line.partition(":")
+            if colon and not line.startswith(("#", " ", "\t")):
+                fields[key.strip()] = value.split()
+        if SUITE in fields.get("Suites", []) and fields.get("URIs"):
+            return fields["URIs"][0]
+    return None
+
+
+def sources_list_mirror(text: str) -> str | None:
+    for line in text.splitlines():
+        words = [w for w in line.split() if not w.startswith("[")]  # no [options]
+        if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+            return words[1]
+    return None
 
 
 def build_base(name: str) -> None:
@@ -254,75 +266,32 @@ def build_kafka(name: str, base: str) -> None:
         for item in ("Dockerfile", "run"):
             shutil.copy2(DOCKER_DIR / "kafka" / item, context / item)
         shutil.copy2(DEVSTACK / "log4j2.properties", context / "log4j2.properties")
-        run(
-            [
-                "docker",
-                "build",
-                "-q",
-                "-t",
-                name,
-                "--build-arg",
-                f"BASE_IMAGE={base}",
-                str(context),
-            ],
-            f"building {name}",
-        )
+        docker_build(name, context, BASE_IMAGE=base)
 
 
 def build_redis(name: str, base: str) -> None:
-    run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            name,
-            "--build-arg",
-            f"BASE_IMAGE={base}",
-            str(DOCKER_DIR / "redis"),
-        ],
-        f"building {name}",
-    )
+    docker_build(name, DOCKER_DIR / "redis", BASE_IMAGE=base)
+
+
+def docker_build(name: str, context: Path, **build_args: str) -> None:
+    args = [f"--build-arg={key}={value}" for key, value in build_args.items()]
+    run(["docker", "build", "-q", "-t", name, *args, str(context)], f"building {name}")
 
 
 def build_wheels() -> None:
     """The project's dependencies (and its build backend) as wheels, for an index-free build."""
     for old in WHEELS.glob("*.whl"):
         old.unlink()
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(WHEELS)]
     run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--wheel-dir",
-            str(WHEELS),
-            str(ROOT),
-            "setuptools>=77",
-            "wheel",
-        ],
+        [*pip_wheel, str(ROOT), "setuptools>=77", "wheel"],
         "building wheels of saga-worker's dependencies",
     )
 
 
 def build_project(name: str, base: str) -> None:
     build_wheels()
-    run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            name,
-            "--build-arg",
-            f"BASE_IMAGE={base}",
-            "--build-arg",
-            "PIP_OFFLINE=1",
-            str(ROOT),
-        ],
-        f"building {name}",
-    )
+    docker_build(name, ROOT, BASE_IMAGE=base, PIP_OFFLINE="1")
 
 
 def build(*, fresh: bool = False) -> dict[str, str]:

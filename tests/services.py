@@ -19,7 +19,6 @@ it waits for that address before it starts the broker.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
+
+from devstack.images import engine_answers
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -88,23 +89,6 @@ def choose_source(env: Mapping[str, str], docker_ready: Callable[[], bool]) -> S
     return Source.LOCAL
 
 
-def docker_answers() -> bool:
-    """A Docker client alone is not enough: the engine must answer."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    try:
-        done = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0 and bool(done.stdout.strip())
-
-
 def images_at_hand(names: Sequence[str]) -> bool:
     """Every image is present, or pulled now (False at once where no registry answers)."""
     for name in names:
@@ -123,7 +107,7 @@ def images_at_hand(names: Sequence[str]) -> bool:
 
 @contextmanager
 def provide(env: Mapping[str, str]) -> Iterator[Services]:
-    source = choose_source(env, lambda: docker_answers() and images_at_hand(images(env)))
+    source = choose_source(env, lambda: engine_answers() and images_at_hand(images(env)))
     if source is Source.ENV:
         yield Services(env["KAFKA_BOOTSTRAP_SERVERS"], env["REDIS_URL"], source)
     elif source is Source.TESTCONTAINERS:
