@@ -287,8 +287,9 @@ def start_kafka(ports: Ports) -> bool:
                 *jvm,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                _cluster_id(home),
+                # One argument with "=": a random id may start with "-", which the
+                # tool's parser would take for an option.
+                f"--cluster-id={_cluster_id(home)}",
                 "-c",
                 str(props),
                 "--ignore-formatted",
