@@ -45,6 +45,7 @@ from devstack.stack import (
     RUNTIME,
     StackError,
     kafka_libs,
+    one_line_errors,
     read_pid,
     read_versions,
     stop_pid,
@@ -378,28 +379,24 @@ def ensure_compose() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
+    return one_line_errors(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str]) -> int:
     command = argv[0] if argv else "build"
-    try:
-        if command == "build":
-            images = build(fresh="--fresh" in argv[1:])
-            print("local images; select them with docker/local.env:")
-            for key, value in images.items():
-                print(f"  {key}={value}")
-        elif command == "engine":
-            ensure_engine()
-        elif command == "compose":
-            ensure_compose()  # no engine needed: it can build while `build` runs
-        elif command == "stop-engine":
-            stop_engine()
-        else:
-            raise StackError(
-                f"unknown command {command!r}; use build, engine, compose or stop-engine"
-            )
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    if command == "build":
+        images = build(fresh="--fresh" in argv[1:])
+        print("local images; select them with docker/local.env:")
+        for key, value in images.items():
+            print(f"  {key}={value}")
+    elif command == "engine":
+        ensure_engine()
+    elif command == "compose":
+        ensure_compose()  # no engine needed: it can build while `build` runs
+    elif command == "stop-engine":
+        stop_engine()
+    else:
+        raise StackError(f"unknown command {command!r}; use build, engine, compose or stop-engine")
     return 0
 
 

@@ -432,34 +432,43 @@ def run(ports: Ports, cmd: Sequence[str]) -> int:
         down([n for n in ("kafka", "redis") if n in started])
 
 
-def main(argv: Sequence[str]) -> int:
-    ports = Ports()
-    command = argv[0] if argv else "status"
+def one_line_errors(command: Callable[[], int]) -> int:
+    """Runs a command of a devstack CLI: a StackError is one line on stderr and exit 2."""
     try:
-        if command == "up":
-            up(ports)
-            print_addresses(ports)
-        elif command == "down":
-            down()
-            busy = [p for p in (ports.kafka, ports.controller, ports.redis) if port_open(p)]
-            if busy:
-                raise StackError(f"ports still in use after stopping: {busy}")
-        elif command == "status":
-            return status(ports)
-        elif command == "fetch":
-            print(kafka_libs())
-        elif command == "run":
-            rest = list(argv[1:])
-            if rest[:1] == ["--"]:
-                rest = rest[1:]
-            if not rest:
-                raise StackError("usage: python -m devstack run -- COMMAND [ARGS...]")
-            return run(ports, rest)
-        else:
-            raise StackError(f"unknown command {command!r}; use up, down, status, fetch or run")
+        return command()
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str]) -> int:
+    return one_line_errors(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str]) -> int:
+    ports = Ports()
+    command = argv[0] if argv else "status"
+    if command == "up":
+        up(ports)
+        print_addresses(ports)
+    elif command == "down":
+        down()
+        busy = [p for p in (ports.kafka, ports.controller, ports.redis) if port_open(p)]
+        if busy:
+            raise StackError(f"ports still in use after stopping: {busy}")
+    elif command == "status":
+        return status(ports)
+    elif command == "fetch":
+        print(kafka_libs())
+    elif command == "run":
+        rest = list(argv[1:])
+        if rest[:1] == ["--"]:
+            rest = rest[1:]
+        if not rest:
+            raise StackError("usage: python -m devstack run -- COMMAND [ARGS...]")
+        return run(ports, rest)
+    else:
+        raise StackError(f"unknown command {command!r}; use up, down, status, fetch or run")
     return 0

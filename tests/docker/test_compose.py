@@ -35,6 +35,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
+from devstack.stack import Ports
 from participants.app import saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import DomainSnapshot, snapshot
@@ -68,11 +69,15 @@ class Stack:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return self._ports.bootstrap
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self._ports.redis_url
+
+    @property
+    def _ports(self) -> Ports:  # the host's side of the ports compose publishes
+        return Ports(kafka=self.kafka_port, controller=0, redis=self.redis_port)
 
     def compose(self, *args: str, timeout: float = 300) -> str:
         cmd = ["docker", "compose", "-p", self.project, "-f", str(ROOT / "docker-compose.yml")]
