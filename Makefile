@@ -11,14 +11,18 @@ DEMO_ARGS ?=
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	# pip 25.1 or later installs the development dependency group (PEP 735).
+	$(PY) -m pip install -q --upgrade 'pip>=25.1'
+	$(PY) -m pip install -q -e . --group dev
 	touch $@
 
 install: $(VENV)/.installed
 
+# `make up SECURE=1` also starts a secured broker and Redis (devstack/secure.py): TLS,
+# SCRAM-SHA-512, client certificates and an ACL user; settings in .runtime/secure/client.env.
+SECURE ?=
 up: install
-	$(STACK) up
+	SAGA_DEVSTACK_SECURE=$(SECURE) $(STACK) up
 
 down: install
 	$(STACK) down

@@ -45,7 +45,6 @@ from devstack.stack import (
     RUNTIME,
     StackError,
     kafka_libs,
-    one_line_errors,
     read_pid,
     read_versions,
     stop_pid,
@@ -379,7 +378,13 @@ def ensure_compose() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    return one_line_errors(lambda: _main(argv))
+    try:
+        return _main(argv)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -105,8 +105,11 @@ def stop_pid(pidfile: Path, name: str, grace_s: float = 15.0) -> bool:
 def _reap(pid: int) -> bool:
     """True once pid no longer exists (reaping it if it is our child)."""
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
+            child = _children.pop(pid, None)
+            if child is not None:
+                child.returncode = os.waitstatus_to_exitcode(status)
             return True
     except ChildProcessError:
         pass
@@ -123,6 +126,9 @@ def _wait_gone(pid: int) -> None:
         time.sleep(0.05)
 
 
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def spawn(cmd: Sequence[str], log: Path, pidfile: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -134,6 +140,7 @@ def spawn(cmd: Sequence[str], log: Path, pidfile: Path) -> int:
             start_new_session=True,  # survives the terminal; `down` stops it
         )
     pidfile.write_text(str(proc.pid))
+    _children[proc.pid] = proc  # held, so no "still running" warning when it is collected
     return proc.pid
 
 
@@ -148,7 +155,9 @@ def require_port_free(port: int, what: str) -> None:
 def wait_until(check: Callable[[], bool], what: str, log: Path, pidfile: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if read_pid(pidfile) is None:
+        pid = read_pid(pidfile)
+        if pid is None or _reap(pid):  # gone, or a child of ours that exited (a zombie)
+            pidfile.unlink(missing_ok=True)
             raise StackError(f"{what} exited during start; see {tail_hint(log)}")
         if check():
             return
@@ -207,6 +216,20 @@ def kafka_libs() -> Path:
     return libs
 
 
+# A single node: internal topics at replication factor 1, no topic made by accident.
+ONE_NODE = {
+    "num.partitions": "6",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "6",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "auto.create.topics.enable": "false",
+}
+
+
 def kafka_properties(ports: Ports, data: Path) -> str:
     settings = {
         "process.roles": "broker,controller",
@@ -218,15 +241,7 @@ def kafka_properties(ports: Ports, data: Path) -> str:
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data),
-        "num.partitions": "6",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "6",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
+        **ONE_NODE,
         "log.flush.interval.messages": "9223372036854775807",
         "num.io.threads": "4",
         "num.network.threads": "2",
@@ -287,8 +302,6 @@ def start_kafka(ports: Ports) -> bool:
                 *jvm,
                 "kafka.tools.StorageTool",
                 "format",
-                # One argument with "=": a random id may start with "-", which the
-                # tool's parser would take for an option.
                 f"--cluster-id={_cluster_id(home)}",
                 "-c",
                 str(props),
@@ -432,43 +445,46 @@ def run(ports: Ports, cmd: Sequence[str]) -> int:
         down([n for n in ("kafka", "redis") if n in started])
 
 
-def one_line_errors(command: Callable[[], int]) -> int:
-    """Runs a command of a devstack CLI: a StackError is one line on stderr and exit 2."""
+def main(argv: Sequence[str]) -> int:
+    ports = Ports()
+    command = argv[0] if argv else "status"
+    from devstack import secure  # noqa: PLC0415 - it imports this module
+
     try:
-        return command()
+        if command == "up":
+            up(ports)
+            print_addresses(ports)
+            if secure.enabled():
+                secured, _ = secure.up()
+                print(f"secured stack: settings for saga-worker in {secured.home / 'client.env'}")
+                print(f"  (SAGA_ENV_FILE={secured.home / 'client.env'} saga-worker ...)")
+        elif command == "down":
+            down()
+            secure.down()
+            busy = [p for p in (ports.kafka, ports.controller, ports.redis) if port_open(p)]
+            if busy:
+                raise StackError(f"ports still in use after stopping: {busy}")
+        elif command == "status":
+            code = status(ports)
+            for name in ("kafka", "redis"):
+                pid = read_pid(secure.default_home() / name / f"{name}.pid")
+                if pid is not None:
+                    print(f"secured {name}: running (pid {pid})")
+            return code
+        elif command == "fetch":
+            print(kafka_libs())
+        elif command == "run":
+            rest = list(argv[1:])
+            if rest[:1] == ["--"]:
+                rest = rest[1:]
+            if not rest:
+                raise StackError("usage: python -m devstack run -- COMMAND [ARGS...]")
+            return run(ports, rest)
+        else:
+            raise StackError(f"unknown command {command!r}; use up, down, status, fetch or run")
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def main(argv: Sequence[str]) -> int:
-    return one_line_errors(lambda: _main(argv))
-
-
-def _main(argv: Sequence[str]) -> int:
-    ports = Ports()
-    command = argv[0] if argv else "status"
-    if command == "up":
-        up(ports)
-        print_addresses(ports)
-    elif command == "down":
-        down()
-        busy = [p for p in (ports.kafka, ports.controller, ports.redis) if port_open(p)]
-        if busy:
-            raise StackError(f"ports still in use after stopping: {busy}")
-    elif command == "status":
-        return status(ports)
-    elif command == "fetch":
-        print(kafka_libs())
-    elif command == "run":
-        rest = list(argv[1:])
-        if rest[:1] == ["--"]:
-            rest = rest[1:]
-        if not rest:
-            raise StackError("usage: python -m devstack run -- COMMAND [ARGS...]")
-        return run(ports, rest)
-    else:
-        raise StackError(f"unknown command {command!r}; use up, down, status, fetch or run")
     return 0

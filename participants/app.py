@@ -1,5 +1,8 @@
 """The order-fulfillment app: one saga type started from OrderCreated, four participants.
 
+It runs OrderFulfillment version 2 (with the approval wait) and keeps version 1
+for sagas started before it.
+
 `saga-worker orchestrator` and `saga-worker participant NAME` run this app when
 no other is given (`--app participants.app:app`). Shipping reads its countries
 (`SAGA_SHIPPING_COUNTRIES`) when its worker starts.
@@ -12,7 +15,7 @@ import os
 from participants import keys
 from participants.inventory import INVENTORY
 from participants.notification import NOTIFICATION
-from participants.order_fulfillment import ORDER_FULFILLMENT
+from participants.order_fulfillment import ORDER_FULFILLMENT, ORDER_FULFILLMENT_V2
 from participants.payment import PAYMENT
 from participants.shipping import countries_from_env, shipping_participant
 from saga_worker import App, Participant
@@ -28,10 +31,11 @@ def _shipping() -> Participant:
 
 app = App("order-fulfillment")
 ORDER_SAGA = app.saga(
-    ORDER_FULFILLMENT,
+    ORDER_FULFILLMENT_V2,
     start_topic=t.ORDER_CREATED,
     start_model=OrderCreated,
     business_key="order_id",
+    older_versions=[ORDER_FULFILLMENT],
 )
 app.participant(INVENTORY)
 app.participant(PAYMENT)

@@ -62,6 +62,9 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for every saga")] = 240.0,
     keep: Annotated[bool, typer.Option(help="leave the workers running afterwards")] = False,
     seed: Annotated[int, typer.Option(help="seed of the order mix")] = 2026,
+    large_share: Annotated[
+        float, typer.Option(help="share of large orders, which wait for a manager's approval")
+    ] = 0.1,
 ) -> None:
     """Run the whole system on a few hundred orders and report what happened."""
     from rich.console import Console  # noqa: PLC0415
@@ -69,7 +72,9 @@ def demo(
     from participants.demo import DemoOptions, run_demo  # noqa: PLC0415
 
     settings = settings_or_exit()
-    options = DemoOptions(orders, rate, fail_share, hang_share, seed, timeout, keep)
+    options = DemoOptions(
+        orders, rate, fail_share, hang_share, seed, timeout, keep, large_share=large_share
+    )
     raise typer.Exit(asyncio.run(run_demo(settings, options, Console())))
 
 
@@ -81,6 +86,9 @@ def orders(
         float, typer.Option(help="share planned to fail (stock, card, address, funds)")
     ] = 0.0,
     seed: Annotated[int | None, typer.Option(help="seed of the order mix")] = None,
+    large_share: Annotated[
+        float, typer.Option(help="share of large orders, which wait for a manager's approval")
+    ] = 0.0,
     json: Annotated[bool, typer.Option("--json", help="print the orders sent as JSON")] = False,
 ) -> None:
     """Produce OrderCreated messages (against the demo catalogue; run `seed` first)."""
@@ -94,10 +102,13 @@ def orders(
     from saga_worker import make_producer  # noqa: PLC0415
 
     settings = settings_or_exit()
-    if not 0 <= fail_share <= 1:
-        typer.echo("error: --fail-share must be within 0..1", err=True)
+    if not 0 <= fail_share <= 1 or not 0 <= large_share <= 1 - fail_share:
+        typer.echo(
+            "error: --fail-share and --large-share must be within 0..1, together too", err=True
+        )
         raise typer.Exit(2)
-    planned = plan_orders(count, fail_share, random.Random(seed))  # noqa: S311 - not secrets
+    rng = random.Random(seed)  # noqa: S311 - an order mix, not a secret
+    planned = plan_orders(count, fail_share, rng, large_share=large_share)
 
     async def produce() -> None:
         producer = make_producer(settings.kafka)
@@ -121,7 +132,8 @@ def orders(
         typer.echo(orjson.dumps(rows).decode())
     else:
         failing = sum(o.plan is not Plan.COMPLETES for o in planned)
-        typer.echo(f"sent {count} orders ({failing} planned to fail)")
+        large = sum(o.plan in (Plan.APPROVED, Plan.REJECTED) for o in planned)
+        typer.echo(f"sent {count} orders ({failing - large} planned to fail, {large} large)")
 
 
 def main() -> None:

@@ -3,9 +3,11 @@
 Runs in a fresh topic and key prefix so every run starts clean: seeds the
 participants, starts the orchestrator and the four participants as separate
 processes, sends orders of which a planned share must fail (and a share that
-shipping never answers, so they time out), follows them to their end, and
-prints what happened: sagas by final state, why they failed, latency
-percentiles, and whether stock and money were conserved.
+shipping never answers, so they time out), plays the manager for the large orders
+that wait for approval (approving most, rejecting a planned few, each once its
+saga waits), follows them to their end, and prints what happened: sagas by final
+state, why they failed, the approvals, latency percentiles, and whether stock and
+money were conserved.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import orjson
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +32,7 @@ from rich.table import Table
 from participants.app import NAMES, saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
+from participants.order_fulfillment import APPROVAL
 from participants.order_mix import Plan, PlannedOrder, plan_orders
 from participants.order_sender import send_orders
 from participants.seed import load_seed
@@ -36,10 +41,12 @@ from saga_worker import (
     SagaState,
     SagaStatus,
     Settings,
+    StepStatus,
     WorkerProcess,
     discard,
     ensure_topics,
     make_producer,
+    make_redis,
     saga_workers,
     until_ready,
     with_health_ports,
@@ -59,6 +66,7 @@ class DemoOptions:
     timeout_s: float = 240.0
     keep: bool = False
     log_dir: Path = Path(".runtime/demo")
+    large_share: float = 0.1  # orders above the approval threshold: a manager decides
 
 
 async def run_demo(base: Settings, options: DemoOptions, console: Console) -> int:
@@ -68,7 +76,7 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
     )
     log_dir = options.log_dir / run_id
     console.print(f"[bold]saga-worker demo[/] run {run_id}: topics and keys under demo-{run_id}")
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     workers = with_health_ports(
         saga_workers(
             settings,
@@ -93,7 +101,9 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
         await until_ready(workers)
         console.print("every worker is ready")
         rng = random.Random(options.seed)  # noqa: S311 - a demo order mix, not a secret
-        orders = plan_orders(options.orders, options.fail_share, rng)
+        orders = plan_orders(
+            options.orders, options.fail_share, rng, large_share=options.large_share
+        )
         states, sent_at = await _drive(
             settings, redis=redis, orders=orders, options=options, workers=workers, console=console
         )
@@ -132,6 +142,8 @@ async def _drive(
 ) -> tuple[dict[str, SagaState], dict[str, datetime]]:
     store = RedisSagaStore(redis, settings.keys)
     by_saga = {saga_id_for_order(o.order_id): o.order_id for o in orders}
+    plans = {o.order_id: o.plan for o in orders}
+    decided: set[str] = set()
     finished: dict[str, SagaState] = {}
     producer = make_producer(settings.kafka)
     await producer.start()
@@ -164,6 +176,9 @@ async def _drive(
                 for saga_id, row in loaded.items():
                     if row.state is not None and row.state.finished:
                         finished[saga_id] = row.state
+                    elif row.state is not None and _awaits_manager(row.state, saga_id, decided):
+                        decided.add(saga_id)
+                        await _decide(producer, settings, by_saga[saga_id], plans)
                 counts = Counter(s.status.value for s in finished.values())
                 detail = f"completed {counts['completed']}  failed {counts['failed']}"
                 progress.update(ending, completed=len(finished), detail=detail)
@@ -171,6 +186,22 @@ async def _drive(
     finally:
         await producer.stop()
     return {by_saga[s]: state for s, state in finished.items()}, sent_at
+
+
+def _awaits_manager(state: SagaState, saga_id: str, decided: set[str]) -> bool:
+    return saga_id not in decided and state.step(APPROVAL.name).status is StepStatus.PENDING
+
+
+async def _decide(
+    producer: AIOKafkaProducer, settings: Settings, order_id: str, plans: dict[str, Plan]
+) -> None:
+    """The manager's decision on an order that waits for approval: as planned."""
+    approved = plans[order_id] is not Plan.REJECTED
+    body = {"order_id": order_id, "approved": approved, "approver": "demo-manager"}
+    if not approved:
+        body["reason"] = "over the monthly budget"
+    topic = settings.topics.physical(t.ORDER_APPROVALS)
+    await producer.send(topic, orjson.dumps(body), key=order_id.encode())
 
 
 def _check_alive(workers: Sequence[WorkerProcess]) -> None:
@@ -191,6 +222,29 @@ def failure_reason(state: SagaState) -> str:
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _approvals_table(console: Console, states: dict[str, SagaState]) -> None:
+    """The orders that waited for a manager: how each wait ended, and how long it took."""
+    ends: Counter[str] = Counter()
+    waited_ms: list[float] = []
+    for state in states.values():
+        step = state.step(APPROVAL.name)
+        if step.status is StepStatus.NOT_STARTED or (step.result is None and step.error is None):
+            continue  # never got there, or skipped: a small order
+        ends["approved" if step.status is StepStatus.SUCCEEDED else step.error or "failed"] += 1
+        # the wait opened with the entry before its first one (the stock was held)
+        first = next(i for i, h in enumerate(state.history) if h.step == APPROVAL.name)
+        waited = state.history[first].at - state.history[first - 1].at
+        waited_ms.append(waited.total_seconds() * 1000)
+    table = Table(title="Orders that waited for approval")
+    table.add_column("sagas", justify="right")
+    table.add_column("how the wait ended")
+    for end, count in ends.most_common():
+        table.add_row(str(count), end)
+    if waited_ms:
+        table.caption = f"waited p50 {percentile(waited_ms, 0.5):.0f} ms"
+    console.print(table)
 
 
 def _report(
@@ -220,6 +274,7 @@ def _report(
     for reason, count in reasons.most_common():
         why.add_row(str(count), reason)
     console.print(why)
+    _approvals_table(console, states)
 
     latency = Table(title="Latency, order sent to saga finished (ms)")
     for column in ("final state", "sagas", "p50", "p95", "p99", "max"):

@@ -1,6 +1,7 @@
-"""The OrderFulfillment saga (version 1).
+"""The OrderFulfillment saga: version 2, and version 1 for sagas started before it.
 
     reserve_inventory   ReserveItems -> ReleaseReservation          compensatable
+    approval            waits for OrderApprovals (v2 only)          wait
     process_payment     ProcessPayment -> RefundPayment             compensatable
     create_shipment     CreateShipment (CancelShipment)             pivot
     send_confirmation   SendOrderConfirmation                       retriable
@@ -19,13 +20,24 @@ sent before the pivot, so there is nothing to undo): it is a failure notice,
 sent once when the saga ends FAILED, next to OrderFulfillmentFailed, so the
 customer hears that the order was cancelled. The notification participant
 deduplicates it by command_id; no reply is awaited.
+
+Version 2 adds a manager's approval for orders whose total is above
+SAGA_APPROVAL_ABOVE (minor units, default 100000): with the stock held, the saga
+waits for an OrderApproval with its order_id on OrderApprovals, at most
+SAGA_APPROVAL_DEADLINE_S seconds (default a day). Approved, it goes on to the
+payment, the decision among its results; rejected, or not decided in time, it
+releases the stock and fails. Smaller orders skip the wait.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
-from saga_worker import DefinitionRegistry, RetryPolicy, SagaDefinition, Step, StepKind
+from saga_worker import DefinitionRegistry, RetryPolicy, SagaDefinition, Step, StepKind, Wait
 from schemas import topics
 
 STEP_TIMEOUT = timedelta(seconds=10)
@@ -98,6 +110,36 @@ ORDER_FULFILLMENT = SagaDefinition(
 )
 
 
+APPROVAL_ABOVE = int(os.environ.get("SAGA_APPROVAL_ABOVE", "100000"))
+APPROVAL_DEADLINE = timedelta(seconds=float(os.environ.get("SAGA_APPROVAL_DEADLINE_S", "86400")))
+
+
+def needs_approval(order: Mapping[str, Any]) -> bool:
+    """Whether an order's total is above the approval threshold."""
+    total = sum(int(i["quantity"]) * int(i["unit_price"]) for i in order.get("items") or ())
+    return total > APPROVAL_ABOVE
+
+
+def rejected(decision: Mapping[str, Any]) -> bool:
+    return decision.get("approved") is not True
+
+
+APPROVAL = Wait(
+    "approval",
+    topic=topics.ORDER_APPROVALS,
+    correlate="order_id",
+    deadline=APPROVAL_DEADLINE,
+    rejects=rejected,
+    when=needs_approval,
+)
+
+ORDER_FULFILLMENT_V2 = dataclasses.replace(
+    ORDER_FULFILLMENT,
+    version=2,
+    stages=(ORDER_FULFILLMENT.stages[0], APPROVAL, *ORDER_FULFILLMENT.stages[1:]),
+)
+
+
 def default_registry() -> DefinitionRegistry:
     """A registry holding every shipped version of the built-in definitions."""
-    return DefinitionRegistry([ORDER_FULFILLMENT])
+    return DefinitionRegistry([ORDER_FULFILLMENT, ORDER_FULFILLMENT_V2])

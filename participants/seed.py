@@ -25,7 +25,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from participants import keys
-from saga_worker import Settings
+from saga_worker import Settings, make_redis
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ DEMO_CATALOGUE = (
     CatalogueItem("sku-coffee-scale", "Coffee scale", 3990),
     CatalogueItem("sku-burr-grinder", "Burr grinder", 12900),
     CatalogueItem("sku-limited-dripper", "Limited edition dripper", 8900),
+    CatalogueItem("sku-espresso-machine", "Dual boiler espresso machine", 64900),
 )
 
 DEMO_SEED = SeedData(
@@ -65,6 +66,7 @@ DEMO_SEED = SeedData(
         "sku-coffee-scale": 150,
         "sku-burr-grinder": 60,
         "sku-limited-dripper": 3,
+        "sku-espresso-machine": 200,
     },
     balances={
         **{f"cust-{n:03d}": 50_000 + 25_000 * (n % 8) for n in range(1, 51)},
@@ -144,7 +146,7 @@ async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, 
 
 async def seed_demo(settings: Settings, data: SeedData = DEMO_SEED) -> SeedData:
     """`python -m participants seed`: loads `data` into the Redis and key prefix of `settings`."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     try:
         return await load_seed(redis, settings.saga_key_prefix, data)
     finally:
@@ -153,7 +155,7 @@ async def seed_demo(settings: Settings, data: SeedData = DEMO_SEED) -> SeedData:
 
 async def seed_demo_once(settings: Settings, data: SeedData = DEMO_SEED) -> str | None:
     """`python -m participants seed --once`: see `load_seed_once`."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     try:
         return await load_seed_once(redis, settings.saga_key_prefix, data)
     finally:

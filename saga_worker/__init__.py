@@ -2,7 +2,8 @@
 
 Everything a user needs is importable from here:
 
-- the saga DSL: `SagaDefinition`, `Step`, `Parallel`, `StepKind`, `RetryPolicy`;
+- the saga DSL: `SagaDefinition`, `Step`, `Parallel`, `Wait`, `ChildSaga`,
+  `StepKind`, `RetryPolicy`;
 - the app that ties saga types, start topics and participants together: `App`;
 - participants: `Participant` with `Route` and the verdicts `Apply`, `Refuse`,
   `Fault` (effects in Redis, by a Lua script), and `HandlerParticipant` with
@@ -14,18 +15,21 @@ Everything a user needs is importable from here:
 - the errors, all under `SagaWorkerError`.
 """
 
+from saga_worker._version import __version__
 from saga_worker.app import App, SagaType
 from saga_worker.engine.decide import Decision, decide
 from saga_worker.engine.definition import (
+    ChildSaga,
     DefinitionRegistry,
     Parallel,
     SagaDefinition,
     Step,
     StepKind,
+    Wait,
 )
 from saga_worker.engine.harness import Fail, FakeClock, NoReply, SagaHarness, StepScript, Succeed
 from saga_worker.engine.retry import RetryPolicy
-from saga_worker.engine.state import SagaState, SagaStatus
+from saga_worker.engine.state import SagaState, SagaStatus, StepStatus
 from saga_worker.errors import (
     AppLoadError,
     ConfigurationError,
@@ -47,6 +51,7 @@ from saga_worker.participant.protocol import Apply, Fault, Kind, Refuse, Verdict
 from saga_worker.runtime.cleanup import discard
 from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.kafka_clients import ensure_topics, make_producer
+from saga_worker.runtime.redis_client import make_redis
 from saga_worker.runtime.run import run_all, run_orchestrator, run_participant
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.runtime.worker_processes import (
@@ -77,6 +82,7 @@ from saga_worker.wire import (
     SagaId,
     SagaOutcome,
     SagaReply,
+    SagaStartRequested,
     SagaStepCompleted,
     SagaStepFailed,
     ShortText,
@@ -89,6 +95,7 @@ from saga_worker.wire import (
 )
 
 __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
+    "__version__",
     # the wire envelope
     "COMPENSATION_COMPLETED",
     "DEAD_LETTER",
@@ -103,6 +110,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     # participants
     "Apply",
     "Attempt",
+    "ChildSaga",
     "CompensationCommand",
     "DeadLetterRecord",
     "ConfigurationError",
@@ -140,6 +148,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "SagaHarness",
     "SagaId",
     "SagaOutcome",
+    "SagaStartRequested",
     "SagaReply",
     "SagaState",
     "SagaStatus",
@@ -152,6 +161,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "Step",
     "StepKind",
     "StepRefused",
+    "StepStatus",
     "StepScript",
     "StoreUnavailableError",
     "Succeed",
@@ -160,6 +170,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "UnknownParticipantError",
     "UnknownSagaTypeError",
     "Verdict",
+    "Wait",
     "WireMessage",
     "WorkerProcess",
     "decide",
@@ -172,6 +183,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "load_settings",
     "make_headers",
     "make_producer",
+    "make_redis",
     "run_all",
     "run_orchestrator",
     "run_participant",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from saga_worker import (
     CompensationCommand,
@@ -67,6 +67,16 @@ class OrderCreated(WireMessage):
     payment_method: ShortText
     shipping_address: Address
     currency: CurrencyCode | None = None
+
+
+class OrderApproval(WireMessage):
+    """A manager's decision on an order waiting for approval: `approved` true is
+    OrderApproved, false is OrderRejected. Correlated to its saga by `order_id`."""
+
+    order_id: Identifier
+    approved: StrictBool
+    approver: ShortText | None = None
+    reason: ShortText | None = None
 
 
 class OrderCommand(SagaCommand):
@@ -154,6 +164,7 @@ class OrderFulfillmentFailed(OrderOutcome):
 # values are the original bytes of whatever failed (see schemas.dead_letter).
 MESSAGE_TYPES: dict[str, type[WireMessage]] = {
     topics.ORDER_CREATED: OrderCreated,
+    topics.ORDER_APPROVALS: OrderApproval,
     topics.RESERVE_ITEMS: ReserveItems,
     topics.RELEASE_RESERVATION: ReleaseReservation,
     topics.PROCESS_PAYMENT: ProcessPayment,

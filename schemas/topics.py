@@ -26,6 +26,9 @@ CANCEL_SHIPMENT = "ShippingService.CancelShipment"
 SEND_ORDER_CONFIRMATION = "NotificationService.SendOrderConfirmation"
 SEND_CANCELLATION_NOTICE = "NotificationService.SendCancellationNotice"
 
+# A manager's decision on an order above the approval threshold (OrderApproval).
+ORDER_APPROVALS = "OrderApprovals"
+
 FULFILLMENT_COMPLETED = "OrderFulfillmentCompleted"
 FULFILLMENT_FAILED = "OrderFulfillmentFailed"
 
@@ -43,6 +46,7 @@ COMMAND_TOPICS: tuple[str, ...] = (
 OUTCOME_TOPICS: tuple[str, ...] = (FULFILLMENT_COMPLETED, FULFILLMENT_FAILED)
 ALL_TOPICS: tuple[str, ...] = (
     ORDER_CREATED,
+    ORDER_APPROVALS,
     *COMMAND_TOPICS,
     *REPLY_TOPICS,
     *OUTCOME_TOPICS,
@@ -58,6 +62,7 @@ __all__ = [
     "DEAD_LETTER",
     "FULFILLMENT_COMPLETED",
     "FULFILLMENT_FAILED",
+    "ORDER_APPROVALS",
     "ORDER_CREATED",
     "OUTCOME_TOPICS",
     "PROCESS_PAYMENT",

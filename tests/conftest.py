@@ -11,6 +11,9 @@ import redis.asyncio as aioredis
 from saga_worker.runtime.cleanup import discard
 from saga_worker.settings import load_settings
 from tests.services import Services, provide
+from tests.spans import recorded_spans
+
+__all__ = ["recorded_spans"]  # a fixture for every test
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,8 @@ def marked_blocks(text: str | None = None) -> list[Block]:
 
 
 def run_block(name: str) -> list[list[str]]:
-    """The commands of the run block `name`, each split into its words."""
+    """The commands of the run block `name`, each split into its words as a shell would."""
     found = [b for b in marked_blocks() if b.kind == "run" and b.name == name]
     if len(found) != 1:
         raise LookupError(f"README has {len(found)} run blocks named {name!r}")
-    return [line.split() for line in found[0].text.splitlines() if line.strip()]
+    return [shlex.split(line) for line in found[0].text.splitlines() if line.strip()]

@@ -1,4 +1,4 @@
-"""What an operator does to sagas: find, list, resume, abort, and count.
+"""What an operator does to sagas: find, list, resume, abort, signal, and count.
 
 Operator commands are engine events like any other: they go through the same
 processor (compare-and-set, outbox) and their messages are published here, so
@@ -7,15 +7,18 @@ processor (compare-and-set, outbox) and their messages are published here, so
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import builtins
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 
 from saga_worker.app import App
-from saga_worker.engine.decide import decide
-from saga_worker.engine.events import Event, OperatorAbort, OperatorRetry
+from saga_worker.engine.decide import child_saga_id, command_id, compensation_id, decide
+from saga_worker.engine.events import Event, EventArrived, OperatorAbort, OperatorRetry
 from saga_worker.engine.state import SagaState, SagaStatus, to_ms
 from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.kafka_clients import make_producer
@@ -34,6 +37,20 @@ class Outcome:
     state: SagaState | None
     changed: bool
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child saga a step started (or its compensation did), and its own children."""
+
+    step: str
+    saga_id: str
+    compensation: bool
+    state: SagaState | None  # None: not started yet, or expired
+    children: list[Child] = field(default_factory=list)
+
+
+MAX_TREE_DEPTH = 5  # child sagas shown below a saga; deeper ones are left out
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,43 @@ class Operations:
 
     async def abort(self, saga_or_key: str, reason: str) -> Outcome:
         return await self._command(saga_or_key, OperatorAbort(reason))
+
+    async def signal(self, saga_or_key: str, step: str, data: Mapping[str, Any]) -> Outcome:
+        """Delivers `data` to the saga's wait step `step`, as if its event had arrived."""
+        message_id = f"signal:{uuid.uuid4()}"  # each signal is one event
+        return await self._command(saga_or_key, EventArrived(step, dict(data), message_id))
+
+    async def parent_of(self, state: SagaState) -> SagaState | None:
+        if state.parent is None:
+            return None
+        return (await self._store.load({state.parent.saga_id: []}))[state.parent.saga_id].state
+
+    async def children_of(
+        self, state: SagaState, depth: int = MAX_TREE_DEPTH
+    ) -> builtins.list[Child]:
+        """The child sagas of a saga, every attempt and compensation, as a tree."""
+        definition = self._registry.get(state.definition_name, state.definition_version)
+        wanted: list[tuple[str, str, bool]] = []
+        for name, step in definition.steps.items():
+            if step.child is None:
+                continue
+            st = state.step(name)
+            for n in range(1, st.attempt + 1):
+                wanted.append((name, child_saga_id(command_id(state.saga_id, name, n)), False))
+            for n in range(1, st.comp_attempt + 1):
+                cid = compensation_id(state.saga_id, name, n)
+                wanted.append((name, child_saga_id(cid), True))
+        if not wanted or depth <= 0:
+            return []
+        loaded = await self._store.load({saga_id: [] for _, saga_id, _ in wanted})
+        return [
+            Child(name, saga_id, compensation, child, await self._below(child, depth - 1))
+            for name, saga_id, compensation in wanted
+            for child in [loaded[saga_id].state]
+        ]
+
+    async def _below(self, child: SagaState | None, depth: int) -> builtins.list[Child]:
+        return [] if child is None else await self.children_of(child, depth)
 
     async def _command(self, saga_or_key: str, event: Event) -> Outcome:
         state = await self.find(saga_or_key)

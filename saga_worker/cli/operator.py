@@ -1,4 +1,4 @@
-"""Operator commands of the `saga-worker` CLI: show, list, retry, abort, stats, dlq.
+"""Operator commands of the `saga-worker` CLI: show, list, retry, abort, signal, stats, dlq.
 
 Each command reads the same settings as the workers, prints for a person (or
 JSON with --json), and on failure prints one line on stderr and exits 2 for bad
@@ -20,7 +20,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import orjson
 import typer
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
 from saga_worker.app import App
 from saga_worker.cli.commands import AppOption, app, load_app_or_exit, settings_or_exit
@@ -37,6 +37,8 @@ from saga_worker.cli.dlq import (
 )
 from saga_worker.cli.operations import Operations
 from saga_worker.cli.views import (
+    Family,
+    family_view,
     letter_view,
     print_letters,
     print_page,
@@ -46,8 +48,10 @@ from saga_worker.cli.views import (
     saga_view,
 )
 from saga_worker.engine.state import SagaStatus
-from saga_worker.errors import StoreUnavailableError, UnknownSagaTypeError
+from saga_worker.errors import ConfigurationError, StoreUnavailableError, UnknownSagaTypeError
+from saga_worker.runtime.dependencies import redis_permission_hint
 from saga_worker.runtime.kafka_admin import GroupLag, consumer_lag
+from saga_worker.runtime.kafka_checks import diagnose
 from saga_worker.runtime.redis_client import make_redis
 from saga_worker.settings import Settings
 from saga_worker.wire import topics as t
@@ -130,10 +134,43 @@ def _run_with_app(
         return asyncio.run(work(settings, the_app))
     except UnknownSagaTypeError as exc:
         fail(str(exc))
+    except ConfigurationError as exc:
+        fail(str(exc), EXIT_USAGE)
     except (RedisError, StoreUnavailableError) as exc:
-        fail(f"Redis: {exc}")
+        fail(_redis_line(exc), EXIT_USAGE if _redis_refused(exc) else EXIT_FAILED)
     except (KafkaError, DeadLetterReadError) as exc:
+        fatal = asyncio.run(diagnose(settings.kafka))
+        if fatal is not None:
+            fail(str(fatal), EXIT_USAGE)
         fail(f"Kafka: {exc}")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    return [c for c in (exc, exc.__cause__, exc.__context__) if c is not None]
+
+
+def _redis_forbidden(exc: BaseException) -> bool:
+    return any(
+        isinstance(c, NoPermissionError) or "NOPERM" in str(c) or "no permissions" in str(c)
+        for c in _causes(exc)
+    )
+
+
+def _redis_refused(exc: BaseException) -> bool:
+    """A refused login or a forbidden command: settings to fix, not a Redis away."""
+    return _redis_forbidden(exc) or any(
+        isinstance(c, AuthenticationError) or "WRONGPASS" in str(c) or "NOAUTH" in str(c)
+        for c in _causes(exc)
+    )
+
+
+def _redis_line(exc: BaseException) -> str:
+    text = str(exc).strip().removeprefix("redis: ")
+    if _redis_forbidden(exc):
+        return f"Redis: {redis_permission_hint(exc)}"
+    if _redis_refused(exc):
+        return f"Redis refused the login ({text}): check REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD"
+    return f"Redis: {text}"
 
 
 @asynccontextmanager
@@ -159,17 +196,21 @@ def show(saga: SagaArg, as_json: JsonFlag = False, app_spec: AppOption = None) -
     async def work(settings: Settings, the_app: App) -> Any:
         async with _operations(settings, the_app) as ops:
             state = await ops.find(saga)
-            if state is not None:
-                the_app.saga_type_of(state)
-            return state, the_app
+            if state is None:
+                return None, None, the_app
+            the_app.saga_type_of(state)
+            definition = the_app.registry.get(state.definition_name, state.definition_version)
+            parent = await ops.parent_of(state)
+            family = Family(definition, parent, await ops.children_of(state))
+            return state, family, the_app
 
-    state, the_app = _run_with_app(app_spec, work)
+    state, family, the_app = _run_with_app(app_spec, work)
     if state is None:
         fail(f"no saga with id or business key {saga!r}")
     if as_json:
-        _print_json(saga_view(state, the_app.business_key(state)))
+        _print_json({**saga_view(state, the_app.business_key(state)), **family_view(state, family)})
     else:
-        print_saga(state, the_app.business_key(state))
+        print_saga(state, the_app.business_key(state), family)
 
 
 @app.command("list")
@@ -240,6 +281,23 @@ def abort(
 ) -> None:
     """Compensate a running saga on purpose (refused once its pivot step succeeded)."""
     _operator_command(app_spec, saga, lambda ops: ops.abort(saga, reason), "aborted")
+
+
+@app.command()
+def signal(
+    saga: SagaArg,
+    name: Annotated[str, typer.Argument(help="the wait step to deliver to, e.g. approval")],
+    data: Annotated[str, typer.Option(help="the event's body, a JSON object")] = "{}",
+    app_spec: AppOption = None,
+) -> None:
+    """Deliver an event to a saga's wait step, as if it had arrived on its topic."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        fail(f"--data is not JSON: {exc}", EXIT_USAGE)
+    if not isinstance(body, dict):
+        fail("--data must be a JSON object", EXIT_USAGE)
+    _operator_command(app_spec, saga, lambda ops: ops.signal(saga, name, body), "signalled")
 
 
 def _operator_command(

@@ -7,7 +7,7 @@ as plain `Text`, never parsed as rich markup.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,8 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from saga_worker.cli.dlq import Letter
-from saga_worker.cli.operations import Page
-from saga_worker.engine.state import SagaState, SagaStatus, StepState, from_ms, to_ms
+from saga_worker.cli.operations import Child, Page
+from saga_worker.engine.decide import TIMEOUT, timer_id
+from saga_worker.engine.definition import SagaDefinition
+from saga_worker.engine.state import SagaState, SagaStatus, StepState, StepStatus, from_ms, to_ms
 from saga_worker.runtime.kafka_admin import GroupLag
 
 PREVIEW_CHARS = 80
@@ -36,6 +38,59 @@ console = Console(highlight=False)
 
 
 # -- sagas ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where a saga stands among sagas: what its waits wait for, who started it, and
+    the child sagas it started."""
+
+    definition: SagaDefinition
+    parent: SagaState | None = None
+    children: list[Child] = field(default_factory=list)
+
+
+def waits_view(state: SagaState, definition: SagaDefinition) -> dict[str, Any]:
+    """Each wait step that is waiting (with its deadline) or keeps an early event."""
+    waits: dict[str, Any] = {}
+    for step in definition.waits:
+        st = state.step(step.name)
+        if st.status is StepStatus.PENDING:
+            due = state.timers.get(timer_id(TIMEOUT, step.name, st.attempt))
+            waits[step.name] = {
+                "topic": step.command_topic,
+                "deadline": due.isoformat() if due else None,
+            }
+        elif st.early is not None:
+            waits[step.name] = {"topic": step.command_topic, "early_event": st.early}
+    return waits
+
+
+def child_view(child: Child) -> dict[str, Any]:
+    return {
+        "step": child.step,
+        "saga_id": child.saga_id,
+        "compensation": child.compensation,
+        "saga_type": child.state.definition_name if child.state else None,
+        "status": child.state.status.value if child.state else None,
+        "children": [child_view(c) for c in child.children],
+    }
+
+
+def family_view(state: SagaState, family: Family) -> dict[str, Any]:
+    parent = state.parent
+    return {
+        "waits": waits_view(state, family.definition),
+        "parent": None
+        if parent is None
+        else {
+            "saga_id": parent.saga_id,
+            "step": parent.step,
+            "compensation": parent.compensation,
+            "status": family.parent.status.value if family.parent else None,
+        },
+        "children": [child_view(c) for c in family.children],
+    }
 
 
 def saga_view(state: SagaState, business_key: str | None) -> dict[str, Any]:
@@ -85,7 +140,7 @@ def _step_view(step: StepState) -> dict[str, Any]:
     return {**asdict(step), "status": step.status.value}
 
 
-def print_saga(state: SagaState, business_key: str | None) -> None:
+def print_saga(state: SagaState, business_key: str | None, family: Family | None = None) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_row("saga", Text(state.saga_id))
     head.add_row("key", Text(business_key or "-"))
@@ -97,11 +152,53 @@ def print_saga(state: SagaState, business_key: str | None) -> None:
         head.add_row("error", Text(state.error))
     if state.operator_reason:
         head.add_row("needs operator", Text(state.operator_reason))
+    if family is not None:
+        _family_rows(head, state, family)
     console.print(head)
     console.print("\n[bold]data[/bold]")
     console.print(JSON.from_data(state.data, default=str))
     console.print(_steps_table(state))
+    if family is not None and family.children:
+        console.print(_tree(state, family.children))
     console.print(_timeline(state))
+
+
+def _family_rows(head: Table, state: SagaState, family: Family) -> None:
+    if state.parent is not None:
+        status = family.parent.status.value if family.parent else "expired"
+        role = "compensation of" if state.parent.compensation else "child of"
+        head.add_row("parent", Text(f"{role} {state.parent.saga_id} step {state.parent.step}"
+                                    f" ({status})"))  # fmt: skip
+    for name, wait in waits_view(state, family.definition).items():
+        if "deadline" in wait:
+            text = f"{name}: waiting on {wait['topic']} until {wait['deadline'] or '-'}"
+        else:
+            text = f"{name}: an event on {wait['topic']} is kept for when the saga gets there"
+        head.add_row("wait", Text(text))
+
+
+def _tree(state: SagaState, children: Sequence[Child]) -> Text:
+    """The saga and the child sagas it started, one line each, indented by depth."""
+    lines = Text("child sagas\n", style="bold")
+    lines.append(f"{state.definition_name} {state.saga_id} ")
+    lines.append(state.status.value, style=STATUS_STYLE[state.status])
+    lines.append("\n")
+
+    def add(nodes: Sequence[Child], indent: str) -> None:
+        for n, child in enumerate(nodes):
+            last = n == len(nodes) - 1
+            role = "compensation" if child.compensation else "step"
+            lines.append(f"{indent}{'└── ' if last else '├── '}{role} {child.step}: ")
+            if child.state is None:
+                lines.append(f"{child.saga_id} (not started, or expired)\n", style="dim")
+            else:
+                lines.append(f"{child.state.definition_name} {child.saga_id} ")
+                lines.append(child.state.status.value, style=STATUS_STYLE[child.state.status])
+                lines.append("\n")
+            add(child.children, indent + ("    " if last else "│   "))
+
+    add(children, "")
+    return lines
 
 
 def _steps_table(state: SagaState) -> Table:

@@ -61,17 +61,26 @@ after compensation attempt n.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from saga_worker.engine.definition import WIRE_MAX_ATTEMPT, SagaDefinition, Step, StepKind
+from saga_worker.engine.definition import (
+    START_REQUESTED_TOPIC,
+    WIRE_MAX_ATTEMPT,
+    SagaDefinition,
+    Step,
+    StepKind,
+)
 from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
+    EventArrived,
     OperatorAbort,
     OperatorRetry,
+    ParentLink,
     StartSaga,
     StepFailed,
     StepSucceeded,
@@ -97,6 +106,11 @@ UNLIMITED_ATTEMPTS = 1_000  # per budget, for max_attempts=None: hours to days o
 HISTORY_HEAD = 20
 HISTORY_TAIL = 200
 HISTORY_TRIMMED = "HistoryTrimmed"  # the event name of the marker entry
+# The reply topics a child saga answers its parent on (saga_worker.wire.topics repeats
+# them; tests/unit/test_waits_and_children.py checks they agree).
+REPLY_COMPLETED, REPLY_FAILED = "SagaStepCompleted", "SagaStepFailed"
+REPLY_COMPENSATED = "SagaCompensationCompleted"
+CHILD_FAILED = "child_failed"  # the error code of a child's failure, to its parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +176,19 @@ def failed_message_id(saga_id: str) -> str:
     return f"{saga_id}:failed"
 
 
+def reply_message_id(saga_id: str) -> str:
+    """The id of a child saga's outcome as its parent's reply."""
+    return f"{saga_id}:reply"
+
+
+def child_saga_id(command: str) -> str:
+    """The saga a child step's command (or compensation) starts: derived, so a
+    re-sent start request finds the saga it already started. Shaped like the uuids
+    App derives (SAGA_ID_CHARS), from a hash: the engine draws no random number."""
+    h = hashlib.blake2b(command.encode(), digest_size=16, person=b"saga-child").hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 TIMEOUT, RETRY, COMP_TIMEOUT, COMP_RETRY = "t", "r", "c", "cr"
 
 
@@ -212,6 +239,8 @@ def decide(
         reason = _on_operator_retry(draft)
     elif isinstance(event, OperatorAbort):
         reason = _on_operator_abort(draft, event)
+    elif isinstance(event, EventArrived):
+        reason = _on_event_arrived(draft, event)
     else:  # pragma: no cover - exhaustive over Event
         raise TypeError(f"not an engine event: {event!r}")
     if reason is not None:
@@ -232,6 +261,7 @@ class _Draft:
         "now",
         "operator_reason",
         "out",
+        "parent",
         "saga_id",
         "stage",
         "status",
@@ -247,6 +277,7 @@ class _Draft:
         self.saga_id = state.saga_id
         self.data = state.data
         self.created_at = state.created_at
+        self.parent = state.parent
         self.status: SagaStatus | None = state.status
         self.stage = state.stage
         self.error = state.error
@@ -284,8 +315,10 @@ class _Draft:
         if self.timers.pop(tid, None) is not None:
             self.timer_changes.append(TimerCancel(tid))
 
-    def emit(self, topic: str, payload: dict[str, Any], message_id: str) -> None:
-        self.out.append(Outgoing(topic, self.saga_id, payload, message_id))
+    def emit(
+        self, topic: str, payload: dict[str, Any], message_id: str, key: str | None = None
+    ) -> None:
+        self.out.append(Outgoing(topic, key or self.saga_id, payload, message_id))
 
     def results(self) -> dict[str, Any]:
         return {name: st.result for name, st in self.steps.items() if st.result is not None}
@@ -305,6 +338,7 @@ class _Draft:
             operator_reason=self.operator_reason,
             stage=self.stage,
             timers=self.timers,
+            parent=self.parent,
         )
         return Decision(state, tuple(self.out), tuple(self.timer_changes))
 
@@ -360,6 +394,7 @@ def _start(event: StartSaga, now: datetime, defn: SagaDefinition) -> Decision:
         history=(),
         created_at=now,
         updated_at=now,
+        parent=event.parent,
     )
     draft = _Draft(empty, "StartSaga", now, defn)
     draft.status = None
@@ -371,8 +406,22 @@ def _start(event: StartSaga, now: datetime, defn: SagaDefinition) -> Decision:
 
 def _start_stage(d: _Draft, index: int) -> None:
     d.stage = index
-    for step in d.defn.groups[index]:
+    group = d.defn.groups[index]
+    for step in group:
         _send_command(d, step, d.get(step.name).attempt + 1)
+    # Waits decided at once: one with an event that came early, or skipped.
+    for step in group:
+        if d.stage != index or d.status is not SagaStatus.PENDING:
+            return  # taking an early event moved the saga on, or failed it
+        st = d.get(step.name)
+        if step.wait is not None and st.status is StepStatus.PENDING and st.early is not None:
+            _take_event(d, step, st.early)
+    done = all(d.get(s.name).status is StepStatus.SUCCEEDED for s in group)
+    if done and d.stage == index and d.status is SagaStatus.PENDING:  # every wait skipped
+        if index + 1 < len(d.defn.groups):
+            _start_stage(d, index + 1)
+        else:
+            _complete(d, group[-1].name)
 
 
 def _command_payload(
@@ -392,10 +441,58 @@ def _command_payload(
 
 
 def _send_command(d: _Draft, step: Step, attempt: int) -> None:
+    """Runs `attempt` of a step: sends its command, starts its child, or opens its wait."""
+    if step.wait is not None and step.wait.when is not None and not _holds(step.wait.when, d.data):
+        d.put(step.name, replace(d.get(step.name), status=StepStatus.SUCCEEDED, attempt=attempt))
+        d.stay(step.name, "wait skipped: its condition does not hold")
+        return
     cid = command_id(d.saga_id, step.name, attempt)
     d.put(step.name, replace(d.get(step.name), status=StepStatus.PENDING, attempt=attempt))
-    d.emit(step.command_topic, _command_payload(d, step.name, cid, attempt, d.results()), cid)
+    if step.child is not None:
+        link = ParentLink(d.saga_id, step.name, cid, attempt)
+        _start_child(d, step.child.saga, link, d.results())
+    elif step.wait is None:
+        d.emit(step.command_topic, _command_payload(d, step.name, cid, attempt, d.results()), cid)
     d.set_timer(timer_id(TIMEOUT, step.name, attempt), d.now + step.timeout)
+
+
+def _holds(condition: Callable[[Mapping[str, Any]], bool], data: Mapping[str, Any]) -> bool:
+    """A wait's `when` on the saga's data; one that raises counts as true (the saga
+    waits, and the deadline decides), never as a crash of the engine."""
+    try:
+        return bool(condition(data))
+    except Exception:  # user code: see the docstring
+        return True
+
+
+def rejection(step: Step, data: Mapping[str, Any]) -> str | None:
+    """Why a wait's `rejects` refuses the event, or None when it accepts it. Raises
+    ValueError if `rejects` itself raised: the runtime dead-letters such an event."""
+    assert step.wait is not None
+    if step.wait.rejects is None:
+        return None
+    try:
+        rejected = bool(step.wait.rejects(data))
+    except Exception as exc:
+        raise ValueError(f"wait {step.name}: rejects() raised {exc!r}") from exc
+    return f"rejected by the event on {step.command_topic}" if rejected else None
+
+
+def _start_child(
+    d: _Draft, saga: str, link: ParentLink, results: Mapping[str, Any], **extra: Any
+) -> None:
+    """Asks for a saga of type `saga` to start, answering `link`'s command when it ends."""
+    child = child_saga_id(link.command_id)
+    payload = {
+        "saga_id": child,
+        "saga_type": saga,
+        "step_name": link.step,  # lets the size check find the step it belongs to
+        "data": {**d.data, "parent_results": results, **extra},
+        "parent": link.to_dict(),
+        "message_id": link.command_id,
+        "schema_version": SCHEMA_VERSION,
+    }
+    d.emit(START_REQUESTED_TOPIC, payload, link.command_id, key=child)
 
 
 def _answers(expected_attempt: int, expected_id: str, cid: str | None, attempt: int | None) -> bool:
@@ -433,35 +530,103 @@ def _on_step_succeeded(d: _Draft, event: StepSucceeded) -> str | None:
     step = d.defn.steps.get(event.step)
     if step is None:
         return f"unknown step {event.step!r}"
+    if step.wait is not None:
+        return f"step {step.name} waits for an event, not a reply"
     st = d.get(step.name)
     if st.status is not StepStatus.PENDING:
         return f"step {step.name} is {st.status.value}, not awaiting a reply"
     if (refused := _take_reply(d, step, st, event, compensation=False)) is not None:
         return refused
-    d.put(step.name, replace(st, status=StepStatus.SUCCEEDED, result=event.result, error=None))
-    group = d.defn.groups[d.stage]
-    if any(d.get(s.name).status is not StepStatus.SUCCEEDED for s in group):
-        d.stay(step.name)
-    elif d.stage + 1 < len(d.defn.groups):
-        d.stay(step.name)
-        _start_stage(d, d.stage + 1)
-    else:
-        _complete(d, step.name)
+    _succeeded(d, step, event.result)
     return None
 
 
-def _complete(d: _Draft, step: str) -> None:
-    d.move(SagaStatus.COMPLETED, step)
+def _succeeded(d: _Draft, step: Step, result: Mapping[str, Any], detail: str | None = None) -> None:
+    st = replace(d.get(step.name), status=StepStatus.SUCCEEDED, result=result, error=None)
+    d.put(step.name, replace(st, early=None))
+    _advance(d, step.name, detail)
+
+
+def _advance(d: _Draft, step: str, detail: str | None = None) -> None:
+    """After a step of the current stage succeeded: wait for the others, start the
+    next stage, or complete the saga."""
+    group = d.defn.groups[d.stage]
+    if any(d.get(s.name).status is not StepStatus.SUCCEEDED for s in group):
+        d.stay(step, detail)
+    elif d.stage + 1 < len(d.defn.groups):
+        d.stay(step, detail)
+        _start_stage(d, d.stage + 1)
+    else:
+        _complete(d, step, detail)
+
+
+def _on_event_arrived(d: _Draft, event: EventArrived) -> str | None:
+    step = d.defn.steps.get(event.step)
+    if step is None or step.wait is None:
+        return f"saga {d.defn.name} has no wait step {event.step!r}"
+    st = d.get(step.name)
+    if st.status is StepStatus.PENDING:
+        _take_event(d, step, event.data)
+        return None
+    if st.status is StepStatus.NOT_STARTED and d.status is SagaStatus.PENDING:
+        if st.early is not None:
+            return f"wait {step.name} already keeps an event for when the saga gets there"
+        d.put(step.name, replace(st, early=event.data))
+        d.stay(step.name, "event kept until the saga gets to this wait")
+        return None
+    return f"wait {step.name} is {st.status.value}, not waiting"
+
+
+def _take_event(d: _Draft, step: Step, data: Mapping[str, Any]) -> None:
+    """The wait in flight takes its event: accepted, it is the step's result."""
+    st = d.get(step.name)
+    d.cancel_timer(timer_id(TIMEOUT, step.name, st.attempt))
+    try:
+        rejected = rejection(step, data)
+    except ValueError as exc:  # the runtime dead-letters these before they get here
+        rejected = str(exc)
+    if rejected is None:
+        _succeeded(d, step, data, "event arrived")
+        return
+    failed = replace(st, status=StepStatus.FAILED, result=data, error=rejected, early=None)
+    d.put(step.name, failed)
+    _attempt_failed(d, step, False, rejected)
+
+
+def _complete(d: _Draft, step: str, detail: str | None = None) -> None:
+    d.move(SagaStatus.COMPLETED, step, detail)
     d.error = None
     _cancel_all_timers(d)
+    results = d.results()
     payload = {
         **d.data,
         "saga_id": d.saga_id,
-        "results": d.results(),
+        "results": results,
         "message_id": completed_message_id(d.saga_id),
         "schema_version": SCHEMA_VERSION,
     }
     d.emit(d.defn.completed_topic, payload, completed_message_id(d.saga_id))
+    if d.parent is not None:
+        topic = REPLY_COMPENSATED if d.parent.compensation else REPLY_COMPLETED
+        extra = {} if d.parent.compensation else {"result": results}
+        _answer_parent(d, topic, **extra)
+
+
+def _answer_parent(d: _Draft, topic: str, **fields: Any) -> None:
+    """A child saga's outcome, sent as the reply to the parent's command that started it."""
+    link = d.parent
+    assert link is not None
+    mid = reply_message_id(d.saga_id)
+    payload = {
+        "saga_id": link.saga_id,
+        "step_name": link.step,
+        "command_id": link.command_id,
+        "attempt": link.attempt,
+        "message_id": mid,
+        "schema_version": SCHEMA_VERSION,
+        **fields,
+    }
+    d.emit(topic, payload, mid, key=link.saga_id)
 
 
 def _cancel_all_timers(d: _Draft) -> None:
@@ -473,6 +638,8 @@ def _on_step_failed(d: _Draft, event: StepFailed) -> str | None:
     step = d.defn.steps.get(event.step)
     if step is None:
         return f"unknown step {event.step!r}"
+    if step.wait is not None:
+        return f"step {step.name} waits for an event, not a reply"
     st = d.get(step.name)
     reason = _clip(f"{event.error_code}: {event.error}" if event.error_code else event.error)
     if st.status is StepStatus.PENDING:
@@ -570,6 +737,10 @@ def _compensate_from(d: _Draft, index: int, step: str | None, detail: str | None
         "schema_version": SCHEMA_VERSION,
     }
     d.emit(d.defn.failed_topic, payload, fid)
+    if d.parent is not None:
+        _answer_parent(
+            d, REPLY_FAILED, error=d.error or "failed", retryable=False, error_code=CHILD_FAILED
+        )
 
 
 def _send_compensation(d: _Draft, step: Step, attempt: int) -> None:
@@ -577,6 +748,11 @@ def _send_compensation(d: _Draft, step: Step, attempt: int) -> None:
     st = d.get(step.name)
     cid = compensation_id(d.saga_id, step.name, attempt)
     d.put(step.name, replace(st, status=StepStatus.COMPENSATING, comp_attempt=attempt))
+    if step.child is not None and step.child.compensation_saga is not None:
+        link = ParentLink(d.saga_id, step.name, cid, attempt, compensation=True)
+        _start_child(d, step.child.compensation_saga, link, d.results(), original_result=st.result)
+        d.set_timer(timer_id(COMP_TIMEOUT, step.name, attempt), d.now + step.timeout)
+        return
     payload = {
         **_command_payload(d, step.name, cid, attempt, d.results()),
         "original_result": st.result,
@@ -646,7 +822,9 @@ def _on_timer(d: _Draft, event: TimerFired) -> str | None:
         return f"unknown step {name!r}"
     st = d.get(name)
     del d.timers[event.timer_id]  # it fired: gone from the saga's live timers
-    if kind == TIMEOUT and st.status is StepStatus.PENDING and st.attempt == n:
+    if kind == TIMEOUT and st.status is StepStatus.PENDING and st.attempt == n and step.wait:
+        _deadline_passed(d, step)
+    elif kind == TIMEOUT and st.status is StepStatus.PENDING and st.attempt == n:
         d.put(name, replace(st, status=StepStatus.TIMED_OUT, uncertain=True, error="timed out"))
         _attempt_failed(d, step, None, f"attempt {n} timed out")
     elif kind == RETRY and st.status in _RETRY_WAIT and st.attempt == n:
@@ -662,6 +840,18 @@ def _on_timer(d: _Draft, event: TimerFired) -> str | None:
     else:  # pragma: no cover - live timers always match their step's state
         return f"stale timer {event.timer_id}"
     return None
+
+
+def _deadline_passed(d: _Draft, step: Step) -> None:
+    """A wait's deadline passed with no event: its default is the result, or it fails."""
+    assert step.wait is not None
+    if step.wait.default is not None:
+        _succeeded(d, step, step.wait.default, "deadline passed: the default is the result")
+        return
+    reason = f"deadline passed: no event on {step.command_topic} within {step.timeout}"
+    st = replace(d.get(step.name), status=StepStatus.FAILED, error=reason)
+    d.put(step.name, st)
+    _attempt_failed(d, step, False, reason)
 
 
 def _on_operator_retry(d: _Draft) -> str | None:

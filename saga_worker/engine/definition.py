@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from saga_worker.engine.retry import RetryPolicy
 from saga_worker.errors import DefinitionError, UnknownDefinitionError
@@ -82,6 +83,14 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(
 )
 
 
+# The library topic a child step's start request goes to (saga_worker.wire.topics
+# repeats it; tests/unit/test_waits_and_children.py checks they agree).
+START_REQUESTED_TOPIC = "SagaStartRequested"
+DEFAULT_CHILD_TIMEOUT = timedelta(hours=1)
+# A wait is opened once; a child saga has its own retries: neither is re-sent.
+ONCE = RetryPolicy(max_attempts=1)
+
+
 class StepKind(StrEnum):
     COMPENSATABLE = "compensatable"
     PIVOT = "pivot"
@@ -110,6 +119,78 @@ def _check_topic(what: str, topic: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitSpec:
+    """What a wait step waits for: an event whose `correlate` field equals the saga
+    data's `data_field`, on the step's topic. See `Wait`."""
+
+    correlate: str
+    data_field: str
+    default: Mapping[str, Any] | None = None  # the result when the deadline passes
+    rejects: Callable[[Mapping[str, Any]], bool] | None = None  # on the event: fail
+    when: Callable[[Mapping[str, Any]], bool] | None = None  # on the saga data: wait at all
+    many: bool = False  # one event may complete the waits of several sagas
+    ignore_unmatched: bool = False  # an event naming no saga is normal, not a dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """The saga type a child step starts, and the one that undoes it. See `ChildSaga`."""
+
+    saga: str
+    compensation_saga: str | None = None
+
+
+def Wait(
+    name: str,
+    *,
+    topic: str,
+    correlate: str,
+    deadline: timedelta,
+    data_field: str | None = None,
+    default: Mapping[str, Any] | None = None,
+    rejects: Callable[[Mapping[str, Any]], bool] | None = None,
+    when: Callable[[Mapping[str, Any]], bool] | None = None,
+    many: bool = False,
+    ignore_unmatched: bool = False,
+    kind: StepKind = StepKind.COMPENSATABLE,
+) -> Step:
+    """A step that sends nothing and waits for an event from the outside world.
+
+    The event arrives on `topic`; its field `correlate` names the saga by the value
+    of the saga data's `data_field` (default: the same name), or an operator sends it
+    with `saga-worker signal`. The event's body becomes the step's result, as a
+    participant's reply would. One that arrives before the saga reaches the wait is
+    kept and taken when it does; later copies change nothing. `rejects(event)` true
+    fails the step (the saga compensates); the `deadline` passing fails it too,
+    unless `default` is given, which then becomes the result. `when(data)` false
+    skips the wait. With `many`, one event may complete the waits of several sagas;
+    without it such an event is dead-lettered. An event naming no saga is
+    dead-lettered, or dropped with `ignore_unmatched`.
+    """
+    spec = WaitSpec(correlate, data_field or correlate, default, rejects, when, many,
+                    ignore_unmatched)  # fmt: skip
+    return Step(name, topic, timeout=deadline, retry=ONCE, kind=kind, wait=spec)
+
+
+def ChildSaga(
+    name: str,
+    saga: str,
+    *,
+    compensation_saga: str | None = None,
+    timeout: timedelta = DEFAULT_CHILD_TIMEOUT,
+    kind: StepKind = StepKind.COMPENSATABLE,
+) -> Step:
+    """A step that starts a saga of type `saga` (of the same app) and takes its outcome
+    as its reply: completed, its results are the step's result; failed (after it
+    compensated itself), the step fails. Compensating the step runs a saga of type
+    `compensation_saga`, given the child's results as `original_result`. A child is
+    started once; its own steps have their retries."""
+    comp = START_REQUESTED_TOPIC if compensation_saga is not None else None
+    spec = ChildSpec(saga, compensation_saga)
+    return Step(name, START_REQUESTED_TOPIC, comp, timeout, ONCE, kind, child=spec)
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     """One step of a saga: a command, its optional compensation, timeout and retries.
 
@@ -123,10 +204,14 @@ class Step:
     timeout: timedelta = DEFAULT_STEP_TIMEOUT
     retry: RetryPolicy | None = None
     kind: StepKind = StepKind.COMPENSATABLE
+    wait: WaitSpec | None = None  # set by `Wait(...)`: the step waits for an event
+    child: ChildSpec | None = None  # set by `ChildSaga(...)`: the step runs a saga
     policy: RetryPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_identifier("step name", self.name)
+        if self.wait is not None and self.child is not None:
+            raise DefinitionError(f"step {self.name!r} cannot both wait and run a child saga")
         _check_topic(f"step {self.name!r} command_topic", self.command_topic)
         if not isinstance(self.kind, StepKind):
             raise DefinitionError(f"step {self.name!r}: kind must be a StepKind")
@@ -134,7 +219,12 @@ class Step:
             _check_topic(f"step {self.name!r} compensation_topic", self.compensation_topic)
         if not isinstance(self.timeout, timedelta) or self.timeout <= timedelta(0):
             raise DefinitionError(f"step {self.name!r}: timeout must be a positive timedelta")
-        if self.kind is StepKind.COMPENSATABLE and self.compensation_topic is None:
+        if (
+            self.kind is StepKind.COMPENSATABLE
+            and self.compensation_topic is None
+            and self.wait is None  # a wait does nothing that needs undoing
+            and self.child is None  # checked below, in its own words
+        ):
             raise DefinitionError(
                 f"compensatable step {self.name!r} needs a compensation_topic "
                 "(or make it the pivot or a retriable step)"
@@ -145,8 +235,33 @@ class Step:
             )
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise DefinitionError(f"step {self.name!r}: retry must be a RetryPolicy")
+        if self.wait is not None:
+            _check_wait(self.name, self.wait)
+        if self.child is not None:
+            _check_child(self.name, self.kind, self.child)
         default = RETRY_FOREVER if self.kind is StepKind.RETRIABLE else DEFAULT_RETRY
         object.__setattr__(self, "policy", self.retry or default)
+
+
+def _check_wait(step: str, spec: WaitSpec) -> None:
+    _check_identifier(f"wait {step!r} correlate", spec.correlate)
+    _check_identifier(f"wait {step!r} data_field", spec.data_field)
+    if spec.default is not None and not isinstance(spec.default, Mapping):
+        raise DefinitionError(f"wait {step!r}: default must be a mapping (the step's result)")
+    for what in ("rejects", "when"):
+        if getattr(spec, what) is not None and not callable(getattr(spec, what)):
+            raise DefinitionError(f"wait {step!r}: {what} must be a function")
+
+
+def _check_child(step: str, kind: StepKind, spec: ChildSpec) -> None:
+    _check_identifier(f"child step {step!r} saga", spec.saga)
+    if spec.compensation_saga is not None:
+        _check_identifier(f"child step {step!r} compensation_saga", spec.compensation_saga)
+    elif kind is StepKind.COMPENSATABLE:
+        raise DefinitionError(
+            f"compensatable child step {step!r} needs a compensation_saga "
+            "(or make it the pivot or a retriable step)"
+        )
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -194,6 +309,7 @@ class SagaDefinition:
     steps: dict[str, Step] = field(init=False, repr=False, compare=False)
     stage_of: dict[str, int] = field(init=False, repr=False, compare=False)
     pivot_stage: int | None = field(init=False, repr=False, compare=False)
+    waits: tuple[Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_identifier("saga name", self.name)
@@ -254,10 +370,19 @@ class SagaDefinition:
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "stage_of", stage_of)
         object.__setattr__(self, "pivot_stage", pivot_stage)
+        waits = tuple(step for step in steps.values() if step.wait is not None)
+        object.__setattr__(self, "waits", waits)
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.name, self.version)
+
+    @property
+    def child_types(self) -> tuple[str, ...]:
+        """Every saga type this one starts as a child or a child's compensation."""
+        names = [n for s in self.steps.values() if s.child for n in (s.child.saga,
+                 s.child.compensation_saga) if n]  # fmt: skip
+        return tuple(dict.fromkeys(names))
 
     def __hash__(self) -> int:
         return hash(self.key)

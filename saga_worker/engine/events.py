@@ -1,6 +1,8 @@
 """Events the engine reacts to, as plain frozen dataclasses.
 
-The runtime maps wire messages to these (OrderCreated -> StartSaga,
+The runtime maps wire messages to these (OrderCreated -> StartSaga, an event
+on a wait step's topic or an operator's signal -> EventArrived, a child step's
+start request -> StartSaga with its ParentLink,
 SagaStepCompleted -> StepSucceeded, SagaStepFailed -> StepFailed,
 SagaCompensationCompleted -> CompensationSucceeded), fires TimerFired for due
 timers, and the CLI sends OperatorRetry / OperatorAbort.
@@ -26,8 +28,34 @@ from saga_worker.errors import StateError
 
 
 @dataclass(frozen=True, slots=True)
+class ParentLink:
+    """The step of a parent saga that started this one (a child saga), and which of
+    its commands it answers: the child's outcome is sent back as that command's reply."""
+
+    saga_id: str
+    step: str
+    command_id: str
+    attempt: int
+    compensation: bool = False  # started to undo the step: answers its compensation
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class StartSaga:
     saga_id: str
+    data: Mapping[str, Any]
+    message_id: str | None = None
+    parent: ParentLink | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventArrived:
+    """An event for a wait step: from its topic, matched to this saga by correlation,
+    or a signal from an operator. `data` is the event's body."""
+
+    step: str
     data: Mapping[str, Any]
     message_id: str | None = None
 
@@ -77,6 +105,7 @@ class OperatorAbort:
 
 Event = (
     StartSaga
+    | EventArrived
     | StepSucceeded
     | StepFailed
     | CompensationSucceeded
@@ -89,6 +118,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         StartSaga,
+        EventArrived,
         StepSucceeded,
         StepFailed,
         CompensationSucceeded,
@@ -108,6 +138,8 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
     fields = dict(d)
     try:
         cls = EVENT_TYPES[fields.pop("type")]
+        if cls is StartSaga and fields.get("parent") is not None:
+            fields["parent"] = ParentLink(**fields["parent"])
         return cls(**fields)
     except (KeyError, TypeError) as exc:
         raise StateError(f"malformed event: {exc!r}") from exc

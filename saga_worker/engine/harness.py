@@ -15,7 +15,9 @@ Actions: `Succeed(result)`, `Fail(error, retryable=...)`, `NoReply()` (the
 step times out), each with a `delay` before the reply arrives (so replies can
 be late or overtake each other) and `duplicates` (extra copies of the reply).
 Replies carry command_id and attempt unless `minimal_replies=True`, which
-sends only what the minimal wire contract requires.
+sends only what the minimal wire contract requires. A child step's script is its
+child saga's outcome (Succeed: the child completed with that result). Wait steps
+get their events from `signal`.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from saga_worker.engine.decide import Decision, Outgoing, TimerCancel, TimerSet, decide
-from saga_worker.engine.definition import SagaDefinition
+from saga_worker.engine.definition import START_REQUESTED_TOPIC, SagaDefinition
 from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
+    EventArrived,
     StartSaga,
     StepFailed,
     StepSucceeded,
@@ -137,6 +140,8 @@ class SagaHarness:
         self._seq = 0
         self._routes: dict[tuple[str, str], bool] = {}
         for step in definition.steps.values():
+            if step.wait is not None or step.child is not None:
+                continue  # nobody answers a wait; a child's start request says which it is
             self._routes[(step.command_topic, step.name)] = False
             if step.compensation_topic is not None:
                 self._routes[(step.compensation_topic, step.name)] = True
@@ -145,6 +150,17 @@ class SagaHarness:
 
     def start(self, saga_id: str, data: Mapping[str, Any]) -> Decision:
         return self.apply(saga_id, StartSaga(saga_id, data, f"start:{saga_id}"))
+
+    def signal(
+        self,
+        saga_id: str,
+        step: str,
+        data: Mapping[str, Any],
+        delay: timedelta = timedelta(0),
+        message_id: str | None = None,
+    ) -> None:
+        """Queue an event for a wait step (as its topic or `saga-worker signal` would)."""
+        self.deliver(saga_id, EventArrived(step, data, message_id), delay)
 
     def deliver(self, saga_id: str, event: Event, delay: timedelta = timedelta(0)) -> None:
         """Queue an event for the saga, to arrive after `delay`."""
@@ -224,12 +240,17 @@ class SagaHarness:
         step = message.payload.get("step_name")
         if not isinstance(step, str):
             return
-        is_compensation = self._routes.get((message.topic, step))
+        asked = message.payload
+        if message.topic == START_REQUESTED_TOPIC:  # a child saga: the script is its outcome
+            asked = message.payload["parent"]
+            is_compensation: bool | None = bool(asked["compensation"])
+        else:
+            is_compensation = self._routes.get((message.topic, step))
         if is_compensation is None:
             return  # an outcome or a failure notice: nobody answers
         script = self.scripts.get(step, StepScript())
-        attempt = int(message.payload["attempt"])
-        cid = str(message.payload["command_id"])
+        attempt = int(asked["attempt"])
+        cid = str(asked["command_id"])
         action = (
             script.for_compensation(attempt) if is_compensation else script.for_attempt(attempt)
         )

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from saga_worker.engine.events import ParentLink
 from saga_worker.errors import InvalidTransitionError, StateError
 
 
@@ -91,7 +92,8 @@ class StepState:
     may have taken effect without us hearing a success (a timeout, abandoned
     in flight, or a minimal failure that may answer an earlier attempt): it is
     compensated like a succeeded one. `stuck` marks a step that exhausted its
-    retries and waits for an operator.
+    retries and waits for an operator. `early` holds the event a wait step got
+    before the saga reached it, taken when it does.
     """
 
     status: StepStatus = StepStatus.NOT_STARTED
@@ -103,6 +105,7 @@ class StepState:
     base: int = 0
     comp_attempt: int = 0
     comp_base: int = 0
+    early: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"s": self.status.value}
@@ -122,6 +125,8 @@ class StepState:
             d["ca"] = self.comp_attempt
         if self.comp_base:
             d["cbase"] = self.comp_base
+        if self.early is not None:
+            d["early"] = self.early
         return d
 
     @classmethod
@@ -136,6 +141,7 @@ class StepState:
             base=d.get("base", 0),
             comp_attempt=d.get("ca", 0),
             comp_base=d.get("cbase", 0),
+            early=d.get("early"),
         )
 
 
@@ -187,7 +193,8 @@ class SagaState:
     needs an operator (cleared when one resumes it). `stage` is the index of
     the stage being run (forward) or compensated (compensating). `timers` holds
     the saga's live timers (id -> due): a fired timer not in it is stale.
-    Terminal sagas hold no timers.
+    Terminal sagas hold no timers. `parent` links a child saga to the step of
+    the saga that started it.
     """
 
     saga_id: str
@@ -203,6 +210,7 @@ class SagaState:
     operator_reason: str | None = None
     stage: int = 0
     timers: Mapping[str, datetime] = field(default_factory=dict)
+    parent: ParentLink | None = None
 
     @property
     def finished(self) -> bool:
@@ -231,6 +239,8 @@ class SagaState:
             d["stage"] = self.stage
         if self.timers:
             d["timers"] = {tid: to_ms(due) for tid, due in self.timers.items()}
+        if self.parent is not None:
+            d["parent"] = self.parent.to_dict()
         return d
 
     @classmethod
@@ -250,6 +260,7 @@ class SagaState:
                 operator_reason=d.get("op_reason"),
                 stage=d.get("stage", 0),
                 timers={tid: from_ms(ms) for tid, ms in d.get("timers", {}).items()},
+                parent=ParentLink(**d["parent"]) if "parent" in d else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise StateError(f"malformed saga state: {exc!r}") from exc

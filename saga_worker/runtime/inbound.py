@@ -6,6 +6,13 @@ headers or key break the contract is refused here, before it can touch a saga:
 a value over the limit (SAGA_MAX_MESSAGE_BYTES) or a key over MAX_KEY_BYTES is
 dead-lettered, and only a well-formed W3C `traceparent` enters a saga's data.
 
+Besides starts and replies, the orchestrator reads start requests (a saga started by
+type name, as child steps do: `SagaStartRequested`, keyed by the new saga's id) and
+the events of wait steps, which are any JSON object: those are matched to sagas by
+the correlation index afterwards (correlation.py), so here they only get decoded
+and a message id (their own `message_id`, or the digest of their bytes, so a copy
+is recognised).
+
 A start carries the digest of its body as the saga sees it (`start_digest`), which
 the processor checks against the saga's start marker: a redelivery of the same start,
 under another message_id, schema_version or traceparent, has the same digest.
@@ -20,8 +27,16 @@ from typing import Any
 import orjson
 
 from saga_worker.app import App, SagaType
-from saga_worker.engine.events import CompensationSucceeded, StartSaga, StepFailed, StepSucceeded
+from saga_worker.engine.events import (
+    CompensationSucceeded,
+    ParentLink,
+    StartSaga,
+    StepFailed,
+    StepSucceeded,
+)
+from saga_worker.errors import UnknownSagaTypeError
 from saga_worker.runtime.consumer_loop import Record
+from saga_worker.runtime.correlation import Correlated
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.processor import TRACE_DATA_KEY, Inbound
 from saga_worker.wire import (
@@ -29,8 +44,10 @@ from saga_worker.wire import (
     MAX_KEY_BYTES,
     DecodeError,
     SagaCompensationCompleted,
+    SagaStartRequested,
     SagaStepCompleted,
     SagaStepFailed,
+    WireMessage,
     decode,
     traceparent_of,
 )
@@ -40,15 +57,21 @@ from saga_worker.wire.topics import Topics
 
 def to_inbound(
     record: Record, app: App, topics: Topics, max_bytes: int = MAX_BYTES
-) -> Inbound | DeadLetter:
+) -> Inbound | DeadLetter | Correlated:
     if record.key is not None and len(record.key) > MAX_KEY_BYTES:
         return DeadLetter(record, "key_too_large", f"key of {len(record.key)} bytes")
     try:
         logical = topics.logical(record.topic)
+        if logical in t.REPLY_TOPICS:
+            return _reply(record, logical, max_bytes)
         saga = app.starting_from(logical)
         if saga is not None:
             return _start(record, saga, max_bytes)
-        return _reply(record, logical, max_bytes)
+        if logical == t.START_REQUESTED:
+            return _requested(record, app, max_bytes)
+        if app.waits_on(logical):
+            return _event(record, logical, max_bytes)
+        raise ValueError(f"the orchestrator does not consume {logical!r}")
     except DecodeError as exc:
         return DeadLetter(record, exc.code, exc.reason)
     except ValueError as exc:
@@ -56,6 +79,7 @@ def to_inbound(
 
 
 def _start(record: Record, saga: SagaType, max_bytes: int) -> Inbound:
+    assert saga.start_model is not None  # starting_from finds only types with a start topic
     message = decode(saga.start_model, record.value, max_bytes=max_bytes)
     data = message.model_dump(mode="json", exclude={"message_id", "schema_version"})
     digest = start_digest(data)
@@ -75,6 +99,40 @@ def _start(record: Record, saga: SagaType, max_bytes: int) -> Inbound:
         start_digest=digest,
         business_key=key,
     )
+
+
+def _requested(record: Record, app: App, max_bytes: int) -> Inbound | DeadLetter:
+    request = decode(SagaStartRequested, record.value, max_bytes=max_bytes)
+    if (mismatch := _key_mismatch(record, request.saga_id)) is not None:
+        return mismatch
+    try:
+        saga = app.saga_type(request.saga_type)
+    except UnknownSagaTypeError as exc:
+        return DeadLetter(record, "unknown_saga_type", str(exc))
+    parent = ParentLink(**request.parent.model_dump()) if request.parent is not None else None
+    message_id = request.message_id or f"start:{request.saga_id}"
+    event = StartSaga(request.saga_id, dict(request.data), message_id, parent)
+    return Inbound(request.saga_id, event, message_id, record, start=saga.definition)
+
+
+def _event(record: Record, logical: str, max_bytes: int) -> Correlated:
+    body = decode(WireMessage, record.value, max_bytes=max_bytes).model_dump(mode="json")
+    message_id = (
+        body.get("message_id")
+        or "e:" + hashlib.blake2b(record.value or b"", digest_size=16).hexdigest()
+    )
+    return Correlated(record, logical, body, message_id)
+
+
+def _key_mismatch(record: Record, saga_id: str) -> DeadLetter | None:
+    key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
+    if key is None:
+        return DeadLetter(record, "missing_key", "saga messages must be keyed by saga_id")
+    if key != saga_id:
+        return DeadLetter(
+            record, "key_mismatch", f"key {key[:64]!r} is not the body's saga_id {saga_id!r}"
+        )
+    return None
 
 
 def start_digest(data: Mapping[str, Any]) -> str:
@@ -110,13 +168,8 @@ def _reply(record: Record, logical: str, max_bytes: int) -> Inbound | DeadLetter
             comp.step_name, comp.command_id, comp.attempt, comp.message_id
         )
         reply = comp
-    else:
+    else:  # pragma: no cover - to_inbound routes only the reply topics here
         raise ValueError(f"the orchestrator does not consume {logical!r}")
-    key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
-    if key is None:
-        return DeadLetter(record, "missing_key", "saga messages must be keyed by saga_id")
-    if key != reply.saga_id:
-        return DeadLetter(
-            record, "key_mismatch", f"key {key[:64]!r} is not the body's saga_id {reply.saga_id!r}"
-        )
+    if (mismatch := _key_mismatch(record, reply.saga_id)) is not None:
+        return mismatch
     return Inbound(reply.saga_id, event, reply.message_id, record)

@@ -14,6 +14,10 @@ script that creates the saga and kept SAGA_START_RETENTION_S, renewed when the s
 finishes, so it outlives the saga's hash. A repeated start is recognised by it after
 the saga expired, and a different start for the same business key is refused.
 
+Each wait step's correlation index is a set, `<ns>wait:<saga type>:<step>:<value>`,
+of the ids of the sagas whose data holds that value (runtime/correlation.py). The
+save script that creates a saga adds it and the one that finishes it removes it.
+
 The global sorted sets below are hints: written before the saga's own state and
 always checked against it, so a stale entry costs a no-op, never a wrong step.
 """
@@ -37,6 +41,10 @@ class KeySpace:
         """STRING: the digest of the start message that created the saga (see above)."""
         return f"{self.namespace}start:{{{saga_id}}}"
 
+    def wait_index(self, saga_type: str, step: str, token: str) -> str:
+        """SET of the saga ids a wait step's event with this value names (see above)."""
+        return f"{self.namespace}wait:{saga_type}:{step}:{token}"
+
     @property
     def saga_affixes(self) -> tuple[str, str]:
         """What comes before and after the saga id in `saga(id)`, for scripts that
@@ -53,6 +61,12 @@ class KeySpace:
     def pending_outboxes(self) -> str:
         """ZSET of saga ids whose outbox may hold entries, scored by first write (ms)."""
         return f"{self.namespace}outbox:pending"
+
+    @property
+    def measurer(self) -> str:
+        """STRING: the orchestrator instance that measures and exports the Redis-wide
+        gauges (backlogs, sagas per status), with a time to live it renews each sweep."""
+        return f"{self.namespace}metrics:measurer"
 
     def by_status(self, status: str) -> str:
         """ZSET of saga ids last seen in `status`, scored by update time (ms)."""

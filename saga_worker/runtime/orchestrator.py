@@ -1,6 +1,7 @@
 """The orchestrator worker: Kafka batches, durable timers and the outbox sweeper.
 
-Per batch: decode and validate (bad records become dead letters), load every
+Per batch: decode and validate (bad records become dead letters), match the events
+of wait steps to their sagas (one round trip for the batch's lookups), load every
 saga of the batch in one Redis round trip, decide, save every decision in one
 pipelined round trip (state, consumed ids and outbox together), publish, clear
 the outbox, and only then let the loop commit the offsets. A crash anywhere in
@@ -16,7 +17,9 @@ import logging
 import os
 import random
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +38,7 @@ from saga_worker.observability.metrics import OrchestratorMetrics
 from saga_worker.observability.tracing import configure_tracing
 from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
+from saga_worker.runtime.correlation import Correlated, Correlator
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.inbound import to_inbound
 from saga_worker.runtime.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
@@ -55,6 +59,14 @@ UNKNOWN_VERSION_RETRY = timedelta(seconds=5)
 
 Timer = tuple[str, str]  # (saga_id, timer_id), as the store claims them
 
+# Takes or renews the measurer lease (KEYS[1]) for ARGV[1], for ARGV[2] ms; 1 if held.
+_CLAIM_MEASURER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 
 class Orchestrator:
     def __init__(
@@ -66,6 +78,7 @@ class Orchestrator:
     ) -> None:
         if not app.sagas:
             raise ConfigurationError(f"app {app.name!r} declares no saga for the orchestrator")
+        app.check_children()
         self._settings = settings
         self._app = app
         self._registry = app.registry
@@ -75,6 +88,10 @@ class Orchestrator:
         self._publishing: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = OrchestratorMetrics(WORKER)
+        # Names this instance on the Redis-wide gauges it exports (see _measure_backlog).
+        self.instance = settings.saga_instance_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
         self._tracer = configure_tracing("saga-worker-" + WORKER)
         self._shell = WorkerShell(
             settings,
@@ -110,6 +127,7 @@ class Orchestrator:
         self._store = store
         limit = s.saga_max_message_bytes
         self._processor = SagaProcessor(store, self._registry, self._clock, limit)
+        self._correlator = Correlator(self._app, s.keys, clients.redis)
         self._publisher = Publisher(clients.producer, topics, WORKER, limit)
         self._loop = ConsumerLoop(
             clients.consumer,
@@ -157,14 +175,21 @@ class Orchestrator:
         self.metrics.batch(len(records))
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
+        events: list[Correlated] = []
         for record in records:
             item = to_inbound(
                 record, self._app, self._settings.topics, self._settings.saga_max_message_bytes
             )
             if isinstance(item, DeadLetter):
                 dead.append(item)
+            elif isinstance(item, Correlated):
+                events.append(item)
             else:
                 inbound.append(item)
+        if events:
+            resolved = await self._correlator.resolve(events)
+            inbound += resolved.inbound
+            dead += resolved.dead
         applied = await self._apply_isolating_failures(inbound, dead)
         dead += [DeadLetter(r.inbound.source, r.code, r.reason) for r in applied.rejected]
         self._observe(applied, started_ns)
@@ -341,16 +366,27 @@ class Orchestrator:
         return sent
 
     async def _measure_backlog(self) -> None:
+        """The Redis-wide gauges, measured and exported by one instance at a time: the one
+        holding the measurer lease, which lapses three sweeps after its holder stops."""
         keys = self._settings.keys
+        lease_ms = int(self._settings.saga_outbox_sweep_after_s * 1500)
+        statuses = [status.value for status in SagaStatus]
         try:
+            if not await self._redis.eval(
+                _CLAIM_MEASURER, 1, keys.measurer, self.instance, lease_ms
+            ):
+                self.metrics.not_measuring()
+                return
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zcard(keys.pending_outboxes)
                 pipe.zcard(keys.timers)
-                outboxes, timers = await pipe.execute()
+                for status in statuses:
+                    pipe.zcard(keys.by_status(status))
+                outboxes, timers, *counts = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
-        self.metrics.outbox_backlog.set(outboxes)
-        self.metrics.timer_backlog.set(timers)
+        sagas = dict(zip(statuses, counts, strict=True))
+        self.metrics.measured(self.instance, outboxes, timers, sagas)
 
     async def _every(
         self, interval_s: float, work: Callable[[], Coroutine[Any, Any, bool]]

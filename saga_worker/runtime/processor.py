@@ -34,6 +34,8 @@ from typing import Any
 import orjson
 
 from saga_worker.engine.decide import (
+    REPLY_COMPENSATED,
+    REPLY_COMPLETED,
     Decision,
     Outgoing,
     TimerCancel,
@@ -42,11 +44,13 @@ from saga_worker.engine.decide import (
     command_id,
     compensation_id,
     decide,
+    rejection,
 )
 from saga_worker.engine.definition import DefinitionRegistry, SagaDefinition
 from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
+    EventArrived,
     StartSaga,
     StepFailed,
     StepSucceeded,
@@ -54,6 +58,7 @@ from saga_worker.engine.events import (
 from saga_worker.engine.state import SagaState, StepStatus
 from saga_worker.errors import SagaWorkerError
 from saga_worker.runtime.store import Loaded, OutboxEntry, SagaStore, SagaWrite
+from saga_worker.runtime.wait_index import IndexEntry, index_entries
 from saga_worker.wire import (
     CORRELATION_ID,
     HEADER_ROOM,
@@ -233,6 +238,9 @@ class SagaProcessor:
                 consumed.append(item.message_id)
         if state is None or state is original:
             return None, out
+        # The correlation index follows the saga: in when it is created, out when it ends.
+        created, ended = original is None, state.finished and not (original and original.finished)
+        entries = self._index_entries(state) if created != ended else []
         write = SagaWrite(
             saga_id=saga_id,
             expected_version=row.version,
@@ -243,8 +251,14 @@ class SagaProcessor:
             timers_cancelled=cancelled,
             previous_status=original.status.value if original is not None else None,
             start_digest=created_by,
+            index_add=entries if created and not state.finished else [],
+            index_remove=entries if ended and not created else [],
         )
         return write, out
+
+    def _index_entries(self, state: SagaState) -> list[IndexEntry]:
+        definition = self._registry.get(state.definition_name, state.definition_version)
+        return index_entries(definition, state.data) if definition.waits else []
 
     def _definition_for(self, state: SagaState | None, item: Inbound) -> SagaDefinition:
         # A running saga stays on the definition version it started with.
@@ -277,6 +291,9 @@ class SagaProcessor:
                 "message too large; not sent",
                 extra={"saga_id": state.saga_id, "topic": out.topic, "bytes": size},
             )
+            if out.topic in (REPLY_COMPLETED, REPLY_COMPENSATED):  # a child answering its parent
+                sent.append(_without_result(out, reason))
+                continue
             step = _step_of(state, out)
             if step is None:
                 if "step_name" not in out.payload:  # an outcome: the saga is over, say why
@@ -390,6 +407,15 @@ def _awaits(state: SagaState, step: str, message_id: str) -> bool:
     return False
 
 
+def _without_result(out: Outgoing, reason: str) -> Outgoing:
+    """A child's reply to its parent whose results would make it too large: the reply
+    goes out (the parent must hear the outcome) saying why the results are missing."""
+    payload = dict(out.payload)
+    if "result" in payload:
+        payload["result"] = {"result_omitted": reason}
+    return replace(out, payload=payload)
+
+
 def _without_data(out: Outgoing, reason: str) -> Outgoing:
     payload: dict[str, Any] = {k: out.payload[k] for k in _ENVELOPE if k in out.payload}
     payload["data_omitted"] = reason
@@ -404,6 +430,12 @@ def _refusal(
         return None
     if state is None:
         return UNKNOWN_SAGA
+    step = definition.steps.get(event.step) if isinstance(event, EventArrived) else None
+    if isinstance(event, EventArrived) and step is not None and step.wait is not None:
+        try:
+            rejection(step, event.data)
+        except ValueError as exc:  # the wait's `rejects` cannot judge this event
+            return "event_not_judged", str(exc)[:300]
     if isinstance(event, Reply) and not _known_step(definition, event.step):
         return (
             "unknown_step",

@@ -36,6 +36,7 @@ from saga_worker.runtime.keys import (
     TIMER_SEPARATOR,
     KeySpace,
 )
+from saga_worker.runtime.wait_index import IndexEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,10 @@ class SagaWrite:
     # The digest of the start message that creates the saga (expected_version 0): the
     # save sets the saga's start marker to it, in the same atomic call.
     start_digest: str | None = None
+    # Correlation index entries (wait_index.py) the save adds (the saga is created) or
+    # removes (it finished), in the same atomic call.
+    index_add: list[IndexEntry] = field(default_factory=list)
+    index_remove: list[IndexEntry] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -215,6 +220,8 @@ class RedisSagaStore:
                 len(w.consumed),
                 len(w.outbox),
                 len(w.timers_set),
+                len(w.index_add),
+                len(w.index_remove),
                 *w.consumed,
             ]
             for entry in w.outbox:
@@ -222,6 +229,7 @@ class RedisSagaStore:
             now_ms = to_ms(state.updated_at)  # the `now` the engine computed due times from
             for timer, due in w.timers_set.items():
                 args += [_timer_member(w.saga_id, timer), max(to_ms(due) - now_ms, 0)]
+            args += [keys.wait_index(*e) for e in (*w.index_add, *w.index_remove)]
         saga_keys = [
             k for w in writes for k in (keys.saga(w.saga_id), keys.start_marker(w.saga_id))
         ]

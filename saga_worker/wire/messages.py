@@ -96,6 +96,29 @@ class SagaCompensationCompleted(SagaReply):
     pass
 
 
+class ParentRef(BaseModel):
+    """The step of a parent saga that a child saga answers when it ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    saga_id: SagaId
+    step: Identifier
+    command_id: Identifier
+    attempt: Attempt
+    compensation: StrictBool = False
+
+
+class SagaStartRequested(WireMessage):
+    """Start a saga of type `saga_type` with id `saga_id` and this data. Keyed by
+    `saga_id`. A child step's start request names its `parent`; the child's outcome
+    is sent to the parent as the reply to that step's command."""
+
+    saga_id: SagaId
+    saga_type: Identifier
+    data: JsonObject = Field(default_factory=dict)
+    parent: ParentRef | None = None
+
+
 class SagaOutcome(WireMessage):
     """How a saga ended, for the outside world: its data, and `error` if it failed."""
 

@@ -10,6 +10,8 @@ STEP_COMPLETED = "SagaStepCompleted"
 STEP_FAILED = "SagaStepFailed"
 COMPENSATION_COMPLETED = "SagaCompensationCompleted"
 DEAD_LETTER = "saga-worker.dead-letter"
+# Start a saga of any type of the app by name: child steps ask here (see SagaStartRequested).
+START_REQUESTED = "SagaStartRequested"
 
 REPLY_TOPICS: tuple[str, ...] = (STEP_COMPLETED, STEP_FAILED, COMPENSATION_COMPLETED)
 

@@ -65,3 +65,11 @@ def test_the_demo_finishes_every_saga_and_conserves_stock_and_money(
         cells = [c.strip() for c in rows[plan].split("│")[2:5]]
         assert cells[0] == "0"  # none completed
         assert cells[2] == "0"  # none unfinished
+    # The large orders waited for the demo's manager: approved ones completed, the
+    # rejected ones failed, and the approvals table says how each wait ended.
+    approved = [c.strip() for c in rows["approved by a manager"].split("│")[2:5]]
+    rejected = [c.strip() for c in rows["rejected by a manager"].split("│")[2:5]]
+    assert approved == ["6", "0", "0"]
+    assert rejected == ["0", "2", "0"]
+    assert "Orders that waited for approval" in out
+    assert "rejected by the event on OrderApprovals" in out

@@ -77,6 +77,7 @@ TESTS = (
     "tests/unit/test_engine_properties.py",
     "tests/unit/test_histories.py",
     "tests/unit/test_app.py",
+    "tests/unit/test_waits_and_children.py",
 )
 # Copied into the work tree: the package, the tests and what the tests import.
 COPIED = ("saga_worker", "tests", "participants", "schemas", "examples")

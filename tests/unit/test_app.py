@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from saga_worker.app import SAGA_ID_NAMESPACE, App, SagaType
 from saga_worker.engine.decide import decide
-from saga_worker.engine.definition import SagaDefinition, Step, StepKind
+from saga_worker.engine.definition import ChildSaga, SagaDefinition, Step, StepKind, Wait
 from saga_worker.engine.events import StartSaga
 from saga_worker.engine.state import SagaState
 from saga_worker.errors import DefinitionError, UnknownParticipantError, UnknownSagaTypeError
@@ -263,9 +263,59 @@ def test_an_app_includes_another_apps_saga_types_and_participants() -> None:
 
 def test_the_orchestrator_reads_and_writes_exactly_the_apps_topics() -> None:
     app, trips, rooms = trip_app()
-    assert app.orchestrator_inbound() == ("trip.Requested", "room.Requested", *t.REPLY_TOPICS)
-    expected = dict.fromkeys([*trips.topics(), *rooms.topics(), *t.REPLY_TOPICS, t.DEAD_LETTER])
+    starts = ("trip.Requested", "room.Requested")
+    assert app.orchestrator_inbound() == (*starts, t.START_REQUESTED, *t.REPLY_TOPICS)
+    library = [*t.REPLY_TOPICS, t.START_REQUESTED, t.DEAD_LETTER]
+    expected = dict.fromkeys([*trips.topics(), *rooms.topics(), *library])
     assert app.orchestrator_topics() == tuple(expected)
     assert len(app.orchestrator_topics()) == len(set(app.orchestrator_topics()))
-    assert App("empty").orchestrator_topics() == (*t.REPLY_TOPICS, t.DEAD_LETTER)
-    assert App("empty").orchestrator_inbound() == t.REPLY_TOPICS
+    assert App("empty").orchestrator_topics() == tuple(library)
+
+
+def test_waits_and_children_add_their_topics_and_children_must_be_run_by_the_app() -> None:
+    waiting = SagaDefinition(
+        name="Loan",
+        version=1,
+        stages=(
+            Wait(
+                "approval", topic="loan.Decisions", correlate="loan_id", deadline=timedelta(days=1)
+            ),
+            ChildSaga("payout", "Payout", kind=StepKind.PIVOT),
+        ),
+        completed_topic="loan.Done",
+        failed_topic="loan.Failed",
+    )
+    app = App("loans")
+    app.saga(waiting)  # started only by name (SagaStartRequested), e.g. as a child
+    assert app.orchestrator_inbound() == ("loan.Decisions", t.START_REQUESTED, *t.REPLY_TOPICS)
+    assert "loan.Decisions" in app.orchestrator_topics()
+    assert [(d.name, s.name) for d, s in app.waits_on("loan.Decisions")] == [("Loan", "approval")]
+    assert app.waits_on("loan.Done") == ()
+    assert None not in app.orchestrator_topics()
+    started = decide(None, StartSaga("l", {}), datetime(2025, 1, 1, tzinfo=UTC), waiting).state
+    assert started is not None
+    assert app.business_key(started) is None  # a child-only type has no business key
+    with pytest.raises(DefinitionError, match="starts child sagas Payout, which app 'loans'"):
+        app.check_children()
+    twice = SagaDefinition(
+        name="Twice",
+        version=1,
+        stages=(
+            ChildSaga("a", "Aa", kind=StepKind.PIVOT),
+            ChildSaga("b", "Bb", kind=StepKind.RETRIABLE),
+        ),
+        completed_topic="t.Done",
+        failed_topic="t.Failed",
+    )
+    two = App("two")
+    two.saga(twice)
+    with pytest.raises(DefinitionError, match="starts child sagas Aa, Bb, which"):
+        two.check_children()
+    with pytest.raises(
+        DefinitionError,
+        match="give start_topic, start_model and business_key together, or none of them for a "
+        "saga started only as a child",
+    ):
+        App("half").saga(waiting, start_topic="loan.Requested")
+    assert App("empty").registry.versions("Loan") == ()
+    assert App("empty").orchestrator_inbound() == (t.START_REQUESTED, *t.REPLY_TOPICS)

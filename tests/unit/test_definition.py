@@ -9,7 +9,11 @@ import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from participants.app import saga_id_for_order
-from participants.order_fulfillment import ORDER_FULFILLMENT, default_registry
+from participants.order_fulfillment import (
+    ORDER_FULFILLMENT,
+    ORDER_FULFILLMENT_V2,
+    default_registry,
+)
 from saga_worker.engine.decide import (
     COMP_RETRY,
     COMP_TIMEOUT,
@@ -160,6 +164,8 @@ def test_invalid_definitions_are_rejected_with_a_clear_message(build: Any, messa
 def test_registry_pins_versions() -> None:
     v1 = saga(comp("a"), name="S", version=1)
     v2 = saga(comp("a"), comp("b"), name="S", version=2)
+    v3 = saga(comp("a"), comp("c"), name="S", version=3)
+    assert DefinitionRegistry([v1, v2, v3]).latest("S") is v3
     registry = DefinitionRegistry([v1, v2])
     assert registry.get("S", 1) is v1
     assert registry.get("S", 2) is v2
@@ -181,7 +187,8 @@ def test_registry_refuses_a_changed_definition_under_the_same_version() -> None:
 
 
 def test_default_registry_holds_order_fulfillment() -> None:
-    assert default_registry().latest("OrderFulfillment") is ORDER_FULFILLMENT
+    assert default_registry().latest("OrderFulfillment") is ORDER_FULFILLMENT_V2
+    assert default_registry().get("OrderFulfillment", 1) is ORDER_FULFILLMENT
 
 
 # -- names and topics fit what the wire and Kafka carry --------------------------------

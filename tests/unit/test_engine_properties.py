@@ -1,5 +1,9 @@
 """Property tests: random definitions driven through random participant behaviour.
 
+Definitions may hold wait steps (with or without a default, a rejecting predicate,
+a condition) and child steps; each wait gets events that arrive early, late, twice,
+or never.
+
 Profiles: HYPOTHESIS_PROFILE=saga-ci (default, a few thousand examples in all),
 saga-dev (quick), saga-thorough (long), saga-mutation (quick, no shrinking and no
 example database, so a mutant's fate is the same in every run: make mutation). Example:
@@ -24,10 +28,20 @@ from saga_worker.engine.decide import (
     TimerSet,
     decide,
 )
-from saga_worker.engine.definition import Parallel, SagaDefinition, Stage, Step, StepKind
+from saga_worker.engine.definition import (
+    START_REQUESTED_TOPIC,
+    ChildSaga,
+    Parallel,
+    SagaDefinition,
+    Stage,
+    Step,
+    StepKind,
+    Wait,
+)
 from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
+    EventArrived,
     OperatorAbort,
     OperatorRetry,
     StartSaga,
@@ -69,13 +83,39 @@ policies = st.builds(
 )
 
 
+def refuses(event: object) -> bool:
+    return isinstance(event, dict) and event.get("ok") is False
+
+
+def never(data: object) -> bool:
+    return False
+
+
+WAIT_TOPIC = "evt.w"
+
+
 @st.composite
 def definitions(draw: st.DrawFn) -> SagaDefinition:
     counter = iter(range(100))
 
+    def wait() -> Step:
+        return Wait(
+            f"w{next(counter)}",
+            topic=WAIT_TOPIC,
+            correlate="order_id",
+            deadline=timedelta(seconds=draw(st.sampled_from([2, 15]))),
+            default=draw(st.sampled_from([None, {"d": 1}])),
+            rejects=draw(st.sampled_from([None, refuses])),
+            when=draw(st.sampled_from([None, None, never])),
+        )
+
     def step(kind: StepKind, comp: bool) -> Step:
         n = next(counter)
         timeout = timedelta(seconds=draw(st.sampled_from([1, 5, 10])))
+        if comp and draw(st.integers(0, 4)) == 0:  # its script is the child's outcome
+            return ChildSaga(
+                f"s{n}", "Kid", compensation_saga="UndoKid", timeout=timeout, kind=kind
+            )
         if kind is StepKind.RETRIABLE:
             retry = RetryPolicy(
                 max_attempts=draw(st.sampled_from([None, None, 2])),
@@ -94,6 +134,8 @@ def definitions(draw: st.DrawFn) -> SagaDefinition:
         return Parallel(*(step(kind, comp) for _ in range(width)))
 
     stages: list[Stage] = [stage(StepKind.COMPENSATABLE) for _ in range(draw(st.integers(0, 3)))]
+    for _ in range(draw(st.integers(0, 2))):
+        stages.insert(draw(st.integers(0, len(stages))), wait())
     if draw(st.booleans()) or not stages:
         stages.append(step(StepKind.PIVOT, draw(st.booleans())))
         stages += [stage(StepKind.RETRIABLE) for _ in range(draw(st.integers(0, 2)))]
@@ -151,6 +193,8 @@ class Scenario:
     scripts: dict[str, StepScript]
     minimal: bool
     abort_ms: int | None
+    # events for the wait steps: (step, delay ms, ok) each, early, late, twice or never
+    events: tuple[tuple[str, int, bool], ...] = ()
     # per operator retry (the first, the second, ...), per step; then all succeed
     resumes: tuple[dict[str, Behaviour], ...] = field(default=())
 
@@ -177,7 +221,14 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     resumes = draw(
         st.lists(st.dictionaries(st.sampled_from(sorted(definition.steps)), behaviour), max_size=3)
     )
-    return Scenario(definition, scripts, minimal, abort_ms, tuple(resumes))
+    events = [
+        (step.name, delay, ok)
+        for step in definition.waits
+        for delay, ok in draw(
+            st.lists(st.tuples(st.integers(0, 20_000), st.booleans()), max_size=3)
+        )
+    ]
+    return Scenario(definition, scripts, minimal, abort_ms, tuple(events), tuple(resumes))
 
 
 # -- the checks ----------------------------------------------------------------------
@@ -203,6 +254,8 @@ def drive(scenario: Scenario, harness: SagaHarness | None = None) -> SagaHarness
     definition = scenario.definition
     harness = harness or SagaHarness(definition, scenario.scripts, minimal_replies=scenario.minimal)
     harness.start(SID, {"order_id": "o-1"})
+    for step, delay_ms, ok in scenario.events:
+        harness.signal(SID, step, {"ok": ok}, timedelta(milliseconds=delay_ms))
     if scenario.abort_ms is not None:
         harness.deliver(SID, OperatorAbort("test"), timedelta(milliseconds=scenario.abort_ms))
     harness.run(max_events=5_000)
@@ -274,7 +327,10 @@ def check_invariants(harness: SagaHarness, definition: SagaDefinition) -> None:
     # compensation accounting
     effective = {step for (_, step, _) in harness.effects}
     comp_commands = Counter(
-        m.payload["step_name"] for m in harness.published if m.topic.startswith("undo.")
+        m.payload["step_name"]
+        for m in harness.published
+        if m.topic.startswith("undo.")
+        or (m.topic == START_REQUESTED_TOPIC and m.payload["parent"]["compensation"])
     )
     comp_done = Counter(
         a.event.step
@@ -307,6 +363,27 @@ def check_invariants(harness: SagaHarness, definition: SagaDefinition) -> None:
         if step.kind is StepKind.RETRIABLE:
             assert comp_commands[name] == 0
     check_budgets(harness, definition)
+    check_waits(harness, definition)
+
+
+def check_waits(harness: SagaHarness, definition: SagaDefinition) -> None:
+    """An event has one effect: a wait takes at most one, and its result is that event's
+    body or its default; a wait never sends anything."""
+    state = harness.state(SID)
+    for step in definition.waits:
+        assert step.wait is not None
+        taken = [
+            a.event.data
+            for a in harness.log
+            if isinstance(a.event, EventArrived)
+            and a.event.step == step.name
+            and a.decision.ignored is None
+        ]
+        assert len(taken) <= 1, f"wait {step.name} took {len(taken)} events"
+        result = state.step(step.name).result
+        if result is not None:
+            assert result in (*taken, step.wait.default)
+        assert not harness.messages(topic=WAIT_TOPIC)
 
 
 def replay(harness: SagaHarness, definition: SagaDefinition) -> None:
@@ -421,6 +498,7 @@ def raw_events(draw: st.DrawFn, definition: SagaDefinition) -> list[tuple[int, E
             attempt,
         ),
         st.builds(CompensationSucceeded, step, cid, attempt),
+        st.builds(EventArrived, step, st.sampled_from([{"ok": True}, {"ok": False}])),
         st.builds(TimerFired, st.sampled_from(["t:s0:1", "r:s0:1", "c:s0:1", "junk"])),
         st.just("fire-a-live-timer"),
         st.builds(OperatorRetry),

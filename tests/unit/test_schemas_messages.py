@@ -41,6 +41,8 @@ def minimal_body(topic: str) -> dict[str, Any]:
     """The smallest body DESIGN.md promises will work on `topic`."""
     if topic == topics.ORDER_CREATED:
         return dict(ORDER)
+    if topic == topics.ORDER_APPROVALS:
+        return {"order_id": ORDER["order_id"], "approved": True}
     if topic in topics.COMMAND_TOPICS:
         return {**STEP, **ORDER}
     if topic == topics.STEP_COMPLETED:

@@ -6,7 +6,9 @@
 -- retention of start markers (ms), then per write:
 --   saga_id, expected_version, state_json, finished ('1'/'0'), updated_ms, status,
 --   previous_status ('' for a new saga), start_digest ('' for none), n_seen, n_out, n_timers,
---   then n_seen consumed message ids, n_out (message_id, record), n_timers (member, delay_ms).
+--   n_add, n_remove, then n_seen consumed message ids, n_out (message_id, record), n_timers
+--   (member, delay_ms), n_add then n_remove correlation index sets (keys.py: wait_index)
+--   the saga id joins or leaves.
 -- A write that creates its saga (expected version 0) with a start digest sets the start
 -- marker; a write that finishes its saga renews the marker, so it outlives the saga.
 -- A timer is due delay_ms after now on the server's clock (TIME), the clock claim_timers.lua
@@ -31,11 +33,12 @@ for k = 3, #KEYS, 2 do
   local finished, updated = ARGV[a + 3] == '1', ARGV[a + 4]
   local status, previous, digest = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   local n_seen, n_out, n_timers = tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
-  a = a + 11
+  local n_add, n_remove = tonumber(ARGV[a + 11]), tonumber(ARGV[a + 12])
+  a = a + 13
   local current = tonumber(redis.call('HGET', key, 'v') or '0')
   if current ~= expected then
     results[#results + 1] = -1
-    a = a + n_seen + 2 * n_out + 2 * n_timers
+    a = a + n_seen + 2 * n_out + 2 * n_timers + n_add + n_remove
   else
     local fields = {'v', current + 1, 's', state}
     if not finished then
@@ -71,6 +74,14 @@ for k = 3, #KEYS, 2 do
     for _ = 1, n_timers do
       redis.call('ZADD', timers, now + tonumber(ARGV[a + 1]), ARGV[a])
       a = a + 2
+    end
+    for _ = 1, n_add do
+      redis.call('SADD', ARGV[a], saga_id)
+      a = a + 1
+    end
+    for _ = 1, n_remove do
+      redis.call('SREM', ARGV[a], saga_id)
+      a = a + 1
     end
     if status ~= previous then
       if previous ~= '' then redis.call('ZREM', status_prefix .. previous, saga_id) end
