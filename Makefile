@@ -88,11 +88,12 @@ TESTCONTAINERS_CONNECTION_MODE ?= docker_host
 
 # The integration suite (TC_TESTS) once through testcontainers: Kafka (KRaft) and Redis in
 # containers, whatever KAFKA_BOOTSTRAP_SERVERS says. Ryuk, testcontainers' reaper, has no
-# local image: the fixtures remove their containers themselves. Left out: the two files
-# that never use the session's Kafka and Redis (the wheel's own install, devstack's
-# private stacks), so a second run of them would prove nothing.
+# local image: the fixtures remove their containers themselves. Left out: the files that
+# never use the session's Kafka and Redis (the wheel's own install, devstack's private
+# stacks, the secured stack of its own), so a second run of them would prove nothing.
 TC_TESTS ?= tests/integration --ignore=tests/integration/test_wheel.py \
-	--ignore=tests/integration/test_devstack_lifecycle.py
+	--ignore=tests/integration/test_devstack_lifecycle.py \
+	--ignore=tests/integration/test_secured_stack.py
 test-containers: install
 	$(USE_IMAGES) SAGA_TEST_SERVICES=testcontainers \
 	TESTCONTAINERS_CONNECTION_MODE=$(TESTCONTAINERS_CONNECTION_MODE) \
