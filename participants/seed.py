@@ -3,6 +3,10 @@
 `load_seed` replaces the catalogue, stock and balances under a key prefix and
 returns what it loaded, so a conservation check (participants.conservation) can
 compare the state after a run with it. Reading the state back: participants.inspection.
+Each load records when it happened (`<prefix>sample:seeded`); `load_seed_once` loads
+only where nothing was loaded before, so a deployment that seeds at every start
+(`python -m participants seed --once`, docker-compose.yml) seeds once: reloading the
+stock and balances while reservations and charges remain would break conservation.
 
 Customers worth knowing in the demo: `cust-broke` has 5.00 (most orders fail on
 payment); `sku-limited-dripper` has 3 units (a burst of orders runs out of stock).
@@ -12,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from participants import keys
 from saga_worker import Settings, make_redis
@@ -69,30 +76,62 @@ DEMO_SEED = SeedData(
 )
 
 
+def seeded_marker(key_prefix: str) -> str:
+    """The key that says when the sample's data was last loaded under `key_prefix`."""
+    return f"{key_prefix}sample:seeded"
+
+
 async def load_seed(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -> SeedData:
     """Replaces catalogue, stock and balances under `key_prefix`; returns `data`.
 
     Reservations, charges, shipments and notices are left alone: seed before a run.
     """
-    inv, pay = keys.inventory(key_prefix), keys.payment(key_prefix)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(inv.catalogue, inv.stock, pay.balances)
-        if data.catalogue:
-            pipe.hset(
-                inv.catalogue,
-                mapping={
-                    item.sku: orjson.dumps({"name": item.name, "unit_price": item.unit_price})
-                    for item in data.catalogue
-                },
-            )
-        if data.stock:
-            stock: dict[Any, Any] = dict(data.stock)
-            pipe.hset(inv.stock, mapping=stock)
-        if data.balances:
-            balances: dict[Any, Any] = dict(data.balances)
-            pipe.hset(pay.balances, mapping=balances)
+        _queue_seed(pipe, key_prefix, data)
         await pipe.execute()
     return data
+
+
+async def load_seed_once(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -> str | None:
+    """Loads `data` unless something was loaded under `key_prefix` before.
+
+    Returns None when it loaded now, else when the earlier load happened (as it was
+    recorded). Two at once load once: the loser of the race sees the winner's mark.
+    """
+    marker = seeded_marker(key_prefix)
+    while True:
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(marker)
+                before = await pipe.get(marker)
+                if before is not None:
+                    return before.decode() if isinstance(before, bytes) else str(before)
+                pipe.multi()  # type: ignore[no-untyped-call]
+                _queue_seed(pipe, key_prefix, data)
+                await pipe.execute()
+                return None
+            except WatchError:
+                continue  # another seed wrote the mark meanwhile: read it
+
+
+def _queue_seed(pipe: Pipeline, key_prefix: str, data: SeedData) -> None:
+    inv, pay = keys.inventory(key_prefix), keys.payment(key_prefix)
+    pipe.delete(inv.catalogue, inv.stock, pay.balances)
+    if data.catalogue:
+        pipe.hset(
+            inv.catalogue,
+            mapping={
+                item.sku: orjson.dumps({"name": item.name, "unit_price": item.unit_price})
+                for item in data.catalogue
+            },
+        )
+    if data.stock:
+        stock: dict[Any, Any] = dict(data.stock)
+        pipe.hset(inv.stock, mapping=stock)
+    if data.balances:
+        balances: dict[Any, Any] = dict(data.balances)
+        pipe.hset(pay.balances, mapping=balances)
+    pipe.set(seeded_marker(key_prefix), datetime.now(UTC).isoformat(timespec="milliseconds"))
 
 
 async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, ...]:
@@ -106,9 +145,18 @@ async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, 
 
 
 async def seed_demo(settings: Settings, data: SeedData = DEMO_SEED) -> SeedData:
-    """`saga-worker seed`: loads `data` into the Redis and key prefix of `settings`."""
+    """`python -m participants seed`: loads `data` into the Redis and key prefix of `settings`."""
     redis = make_redis(settings)
     try:
         return await load_seed(redis, settings.saga_key_prefix, data)
+    finally:
+        await redis.aclose()
+
+
+async def seed_demo_once(settings: Settings, data: SeedData = DEMO_SEED) -> str | None:
+    """`python -m participants seed --once`: see `load_seed_once`."""
+    redis = make_redis(settings)
+    try:
+        return await load_seed_once(redis, settings.saga_key_prefix, data)
     finally:
         await redis.aclose()
