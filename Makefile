@@ -5,8 +5,12 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+# REDIS=cluster: a local 3-primary, 3-replica Redis Cluster instead of the single Redis
+# (devstack/cluster.py; base port SAGA_REDIS_CLUSTER_PORT, 7000 by default).
+REDIS ?= single
+export SAGA_REDIS_MODE ?= $(REDIS)
 
-.PHONY: install up down status lint test test-unit mutation chaos demo bench soak schemas clean
+.PHONY: install up down status lint test test-cluster test-unit mutation chaos demo bench soak schemas clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +38,12 @@ lint: install
 # in its short form) and stops only what it started.
 test: install
 	$(STACK) run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The orchestrator and participant integration suites against the local Redis Cluster.
+CLUSTER_SUITES ?= tests/integration/test_store_bounds.py tests/integration/test_orchestrator_sagas.py \
+	tests/integration/test_participant_effects.py tests/integration/test_participant_sagas.py
+test-cluster: install
+	SAGA_REDIS_MODE=cluster $(STACK) run -- $(PY) -m pytest $(CLUSTER_SUITES) $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

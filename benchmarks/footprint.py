@@ -45,7 +45,8 @@ async def saga_bytes(redis: Redis, keys: KeySpace, saga_ids: Sequence[str]) -> d
     and the orchestrator's own share as measured before (`hash` + `index_share`)."""
     finished = 0
     for status in TERMINAL:
-        finished += int(await redis.zcard(keys.by_status(status.value)))
+        for shard in keys.all_shards:
+            finished += int(await redis.zcard(keys.by_status(status.value, shard)))
     own = await _orchestrator_share(redis, keys, saga_ids, finished)
     usage, counts = await prefix_usage(redis, keys.namespace)
     every = sum(usage.values())
@@ -107,9 +108,13 @@ async def _orchestrator_share(
     sample = list(saga_ids[:SAMPLE])
     hashes = [await _usage(redis, keys.saga(s)) for s in sample]
     index_keys = [
-        keys.timers,
-        keys.pending_outboxes,
-        *(keys.by_status(s.value) for s in SagaStatus),
+        key
+        for shard in keys.all_shards
+        for key in (
+            keys.timers(shard),
+            keys.pending_outboxes(shard),
+            *(keys.by_status(s.value, shard) for s in SagaStatus),
+        )
     ]
     index_total = sum([await _usage(redis, k) for k in index_keys])
     per_saga_hash = statistics.fmean(hashes) if hashes else 0.0

@@ -59,6 +59,10 @@ class Ports:
 
     @property
     def redis_url(self) -> str:
+        from devstack import cluster  # noqa: PLC0415 - it imports this module
+
+        if cluster.enabled():
+            return cluster.url()
         return f"redis://127.0.0.1:{self.redis}/0"
 
 
@@ -390,17 +394,27 @@ def start_redis(ports: Ports) -> bool:
 
 def up(ports: Ports) -> list[str]:
     """Starts what is not running; returns the names of what this call started."""
+    from devstack import cluster  # noqa: PLC0415 - it imports this module
+
     started = []
-    if start_redis(ports):
+    if cluster.enabled():
+        if cluster.start_cluster():
+            started.append("redis-cluster")
+    elif start_redis(ports):
         started.append("redis")
     if start_kafka(ports):
         started.append("kafka")
     return started
 
 
-def down(names: Sequence[str] = ("kafka", "redis")) -> None:
+def down(names: Sequence[str] = ("kafka", "redis", "redis-cluster")) -> None:
+    from devstack import cluster  # noqa: PLC0415 - it imports this module
+
     for name in names:
-        stop_pid(RUNTIME / name / f"{name}.pid", name)
+        if name == "redis-cluster":
+            cluster.stop_cluster()
+        else:
+            stop_pid(RUNTIME / name / f"{name}.pid", name)
 
 
 def status(ports: Ports) -> int:
@@ -428,7 +442,7 @@ def run(ports: Ports, cmd: Sequence[str]) -> int:
     try:
         return subprocess.call(list(cmd), env=env)  # noqa: S603
     finally:
-        down([n for n in ("kafka", "redis") if n in started])
+        down([n for n in ("kafka", "redis", "redis-cluster") if n in started])
 
 
 def main(argv: Sequence[str]) -> int:

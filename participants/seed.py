@@ -75,8 +75,9 @@ async def load_seed(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -
     Reservations, charges, shipments and notices are left alone: seed before a run.
     """
     inv, pay = keys.inventory(key_prefix), keys.payment(key_prefix)
+    # One transaction per participant: each one's keys share its hash tag (one slot).
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(inv.catalogue, inv.stock, pay.balances)
+        pipe.delete(inv.catalogue, inv.stock)
         if data.catalogue:
             pipe.hset(
                 inv.catalogue,
@@ -88,6 +89,9 @@ async def load_seed(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -
         if data.stock:
             stock: dict[Any, Any] = dict(data.stock)
             pipe.hset(inv.stock, mapping=stock)
+        await pipe.execute()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(pay.balances)
         if data.balances:
             balances: dict[Any, Any] = dict(data.balances)
             pipe.hset(pay.balances, mapping=balances)

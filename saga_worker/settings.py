@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     # batch, with this probability. Never set in production.
     saga_crash_point: Literal["after_save", "after_publish"] | None = None
     saga_crash_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Redis Cluster (issue 15): a `redis+cluster://` REDIS_URL or this selects the cluster
+    # client; the global indexes are split into this many shards (keys.py).
+    saga_redis_cluster: bool = False
+    saga_index_shards: int = Field(default=4, ge=1, le=1024)
+    # Before a batch's offsets are committed, wait until this many replicas have the
+    # batch's writes (Redis WAIT). Unset: as many as the primary has (0 on a Redis
+    # without replicas), asked once at start; 0: never wait. See the README.
+    saga_redis_replicas: int | None = Field(default=None, ge=0, le=100)
+    saga_redis_replica_timeout_ms: int = Field(default=1000, ge=1, le=600_000)
 
     @property
     def kafka(self) -> KafkaConnection:
@@ -80,7 +89,7 @@ class Settings(BaseSettings):
 
     @property
     def keys(self) -> KeySpace:
-        return KeySpace(self.saga_key_prefix)
+        return KeySpace(self.saga_key_prefix, self.saga_index_shards)
 
     @property
     def retention(self) -> timedelta:

@@ -37,7 +37,6 @@ from typing import Any, Protocol
 
 import orjson
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
 from saga_worker.errors import EffectStoreUnavailableError
 from saga_worker.participant.effects import (
@@ -62,6 +61,7 @@ from saga_worker.participant.protocol import (
     idempotency_key,
     parse_settled,
 )
+from saga_worker.runtime.redis_client import RedisClient, run_script
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class StepRecords(Protocol):
 
 
 class RedisStepRecords:
-    def __init__(self, redis: Redis, *, retention_ms: int) -> None:
+    def __init__(self, redis: RedisClient, *, retention_ms: int) -> None:
         self._redis = redis
         self._retention_ms = retention_ms
         self._script = redis.register_script(lua("handler_store.lua"))
@@ -166,16 +166,15 @@ class RedisStepRecords:
         return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def write(self, writes: Sequence[Write]) -> list[Settled]:
+        calls = [
+            (
+                [w.reply_key, w.record_key],
+                [w.kind.value, outcome_json(w.outcome), self._refusal, str(self._retention_ms)],
+            )
+            for w in writes
+        ]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for w in writes:
-                    args = [w.kind.value, outcome_json(w.outcome), self._refusal]
-                    await self._script(
-                        keys=[w.reply_key, w.record_key],
-                        args=[*args, str(self._retention_ms)],
-                        client=pipe,
-                    )
-                raw = await pipe.execute(raise_on_error=False)
+            raw = await run_script(self._redis, self._script, calls)
         except REDIS_UNAVAILABLE as exc:
             raise EffectStoreUnavailableError(f"redis: {exc}") from exc
         return [settled_from_script(r) for r in raw]

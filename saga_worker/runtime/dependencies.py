@@ -13,10 +13,10 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga_worker.runtime.kafka_clients import KafkaConnection, ensure_topics
+from saga_worker.runtime.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def wait_for_dependencies(
     topics: Sequence[str],
     *,
     partitions: int,
-    redis: Redis,
+    redis: RedisClient,
     stopping: asyncio.Event,
     worker: str,
 ) -> bool:

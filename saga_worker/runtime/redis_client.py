@@ -2,19 +2,98 @@
 
 A Redis that stops answering must fail a command within SAGA_REDIS_TIMEOUT_S (a
 redis-py TimeoutError, retried where the work is), not hang the worker's batch.
+
+A cluster is chosen by the URL's scheme, `redis+cluster://` (`rediss+cluster://` with
+TLS), or by SAGA_REDIS_CLUSTER=1 with an ordinary `redis://` URL: the client is then
+redis-py's cluster client, which finds every node from the one named, follows slot
+moves and failovers, and takes the same user, password and TLS options as a single
+node's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from saga_worker.settings import Settings
 
+RedisClient: TypeAlias = Redis | RedisCluster
 
-def make_redis(settings: Settings) -> Redis:
-    timeout = settings.saga_redis_timeout_s
-    return Redis.from_url(
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> tuple[str, bool]:
+    """The URL redis-py takes, and whether it names a cluster by its scheme."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in CLUSTER_SCHEMES:
+        return f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}", True
+    return url, False
+
+
+def redis_from_url(url: str, *, cluster: bool = False, timeout: float | None = None) -> RedisClient:
+    """A client for `url`, a cluster one when the scheme or `cluster` says so."""
+    plain, by_scheme = cluster_url(url)
+    if by_scheme or cluster:
+        # db numbers do not exist on a cluster: a `/0` path is harmless, another refused
+        return RedisCluster.from_url(plain, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return Redis.from_url(plain, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def make_redis(settings: Settings) -> RedisClient:
+    return redis_from_url(
         settings.redis_url.get_secret_value(),
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        cluster=settings.saga_redis_cluster,
+        timeout=settings.saga_redis_timeout_s,
     )
+
+
+def is_cluster(redis: object) -> bool:
+    return isinstance(redis, RedisCluster)
+
+
+async def run_script(
+    redis: RedisClient, script: AsyncScript, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+) -> list[Any]:
+    """One script over many (KEYS, ARGV) calls in one pipeline, raise_on_error=False.
+
+    A node without the script cached (any node of a cluster at first, a restarted or
+    newly promoted one later) answers NOSCRIPT and runs nothing: the script is loaded
+    (on every primary) and those calls are sent again."""
+    results = await _evalsha(redis, script.sha, calls)
+    missing = [n for n, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if missing:
+        await redis.script_load(script.script)
+        again = await _evalsha(redis, script.sha, [calls[n] for n in missing])
+        for n, result in zip(missing, again, strict=True):
+            results[n] = result
+    return results
+
+
+async def _evalsha(
+    redis: RedisClient, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+) -> list[Any]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+async def replicas_of(redis: RedisClient) -> int:
+    """The replicas every primary has (the fewest, on a cluster): what the store's WAIT
+    asks for when SAGA_REDIS_REPLICAS is unset."""
+    if isinstance(redis, RedisCluster):
+        found = await redis.info("replication", target_nodes=RedisCluster.PRIMARIES)
+        counts = [int(info.get("connected_slaves", 0)) for info in found.values()]
+        return min(counts, default=0)
+    info = await redis.info("replication")
+    return int(info.get("connected_slaves", 0))
+
+
+async def replica_wait(redis: RedisClient, settings: Settings) -> int:
+    configured = settings.saga_redis_replicas
+    return await replicas_of(redis) if configured is None else configured
