@@ -41,7 +41,9 @@ def ports() -> list[int]:
 
 
 def url() -> str:
-    return f"redis+cluster://127.0.0.1:{base_port()}/0"
+    """Every node named: a client starting while one is down starts from another."""
+    nodes = ",".join(f"127.0.0.1:{port}" for port in ports())
+    return f"redis+cluster://{nodes}/0"
 
 
 def home() -> Path:
@@ -80,7 +82,6 @@ def start_cluster() -> bool:
     if len(running()) == NODES:
         return False
     binary = stack.redis_binary()
-    fsync = os.environ.get("SAGA_REDIS_APPENDFSYNC", "everysec")
     fresh = False
     for port in ports():
         if stack.read_pid(pidfile(port)) is not None:
@@ -90,32 +91,16 @@ def start_cluster() -> bool:
         node = home() / str(port)
         node.mkdir(parents=True, exist_ok=True)
         fresh = fresh or not (node / "nodes.conf").exists()
+        cluster_args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            os.environ.get("SAGA_REDIS_CLUSTER_NODE_TIMEOUT_MS", "2000"),
+        ]
         stack.spawn(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(node),
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                os.environ.get("SAGA_REDIS_CLUSTER_NODE_TIMEOUT_MS", "2000"),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                fsync,
-                "--save",
-                "",
-                "--protected-mode",
-                "yes",
-                "--daemonize",
-                "no",
-            ],
+            [binary, *stack.redis_args(port, node), *cluster_args],
             node / "redis.log",
             pidfile(port),
         )

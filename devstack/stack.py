@@ -353,6 +353,29 @@ def redis_ready(port: int) -> bool:
         return False
 
 
+def redis_args(port: int, home: Path) -> list[str]:
+    """redis-server's options: loopback, AOF (SAGA_REDIS_APPENDFSYNC), no RDB, foreground."""
+    fsync = os.environ.get("SAGA_REDIS_APPENDFSYNC", "everysec")
+    return [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(home),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        fsync,
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+    ]
+
+
 def start_redis(ports: Ports) -> bool:
     home = RUNTIME / "redis"
     pidfile, log = home / "redis.pid", home / "redis.log"
@@ -361,30 +384,7 @@ def start_redis(ports: Ports) -> bool:
     binary = redis_binary()
     require_port_free(ports.redis, "Redis")
     home.mkdir(parents=True, exist_ok=True)
-    fsync = os.environ.get("SAGA_REDIS_APPENDFSYNC", "everysec")
-    spawn(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(ports.redis),
-            "--dir",
-            str(home),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            fsync,
-            "--save",
-            "",
-            "--protected-mode",
-            "yes",
-            "--daemonize",
-            "no",
-        ],
-        log,
-        pidfile,
-    )
+    spawn([binary, *redis_args(ports.redis, home)], log, pidfile)
     wait_until(lambda: redis_ready(ports.redis), "Redis", log, pidfile)
     return True
 

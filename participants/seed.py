@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from participants import keys
 from saga_worker import Settings
+from saga_worker.runtime.redis_client import RedisClient, make_redis
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ DEMO_SEED = SeedData(
 )
 
 
-async def load_seed(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -> SeedData:
+async def load_seed(redis: RedisClient, key_prefix: str, data: SeedData = DEMO_SEED) -> SeedData:
     """Replaces catalogue, stock and balances under `key_prefix`; returns `data`.
 
     Reservations, charges, shipments and notices are left alone: seed before a run.
@@ -99,7 +99,7 @@ async def load_seed(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -
     return data
 
 
-async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, ...]:
+async def read_catalogue(redis: RedisClient, key_prefix: str) -> tuple[CatalogueItem, ...]:
     raw = await redis.hgetall(keys.inventory(key_prefix).catalogue)
     items = []
     for sku, body in raw.items():
@@ -111,7 +111,7 @@ async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, 
 
 async def seed_demo(settings: Settings, data: SeedData = DEMO_SEED) -> SeedData:
     """`saga-worker seed`: loads `data` into the Redis and key prefix of `settings`."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     try:
         return await load_seed(redis, settings.saga_key_prefix, data)
     finally:

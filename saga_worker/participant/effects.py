@@ -32,7 +32,7 @@ from saga_worker.participant.protocol import (
     parse_settled,
     script_args,
 )
-from saga_worker.runtime.redis_client import RedisClient, run_script
+from saga_worker.runtime.redis_client import RedisClient, is_cluster, run_script
 from saga_worker.runtime.transient import redis_refused_for_now
 from saga_worker.wire import SagaCommand
 
@@ -72,8 +72,10 @@ class EffectStore:
         self, redis: RedisClient, participant: Participant, key_prefix: str, *, retention_ms: int
     ) -> None:
         self._redis = redis
-        self._keys = ParticipantKeys(key_prefix, participant.name)
         self._domain_keys = list(participant.domain_keys(key_prefix))
+        # records by saga on a cluster, unless they must share the domain keys' slot
+        spread = is_cluster(redis) and not self._domain_keys
+        self._keys = ParticipantKeys(key_prefix, participant.name, spread)
         self._retention_ms = retention_ms
         self._script = redis.register_script(compose_script(participant))
 
@@ -83,7 +85,9 @@ class EffectStore:
         calls = [
             (
                 [
-                    self._keys.reply(idempotency_key(p.command, p.logical_topic)),
+                    self._keys.reply(
+                        idempotency_key(p.command, p.logical_topic), p.command.saga_id
+                    ),
                     self._keys.effect(p.command.saga_id, p.command.step_name),
                     *self._domain_keys,
                 ],

@@ -160,7 +160,11 @@ class RedisStepRecords:
 
     async def read(self, keys: Sequence[str]) -> list[bytes | None]:
         try:
-            values = await self._redis.mget(keys)
+            # GETs in one pipeline, not MGET: on a cluster the keys span slots
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                values = await pipe.execute()
         except REDIS_UNAVAILABLE as exc:
             raise EffectStoreUnavailableError(f"redis: {exc}") from exc
         return [v.encode() if isinstance(v, str) else v for v in values]
@@ -235,11 +239,16 @@ class HandlerStore:
     """Settles a batch of a HandlerParticipant's commands (see the module docstring)."""
 
     def __init__(
-        self, participant: HandlerParticipant, records: StepRecords, key_prefix: str
+        self,
+        participant: HandlerParticipant,
+        records: StepRecords,
+        key_prefix: str,
+        *,
+        spread: bool = False,
     ) -> None:
         self._participant = participant
         self._records = records
-        self._keys = ParticipantKeys(key_prefix, participant.name)
+        self._keys = ParticipantKeys(key_prefix, participant.name, spread)
 
     async def settle(self, pending: Sequence[Pending]) -> list[Settled]:
         if not pending:
@@ -276,7 +285,7 @@ class HandlerStore:
         return settled
 
     def _keys_of(self, p: Pending) -> tuple[str, str]:
-        reply = self._keys.reply(idempotency_key(p.command, p.logical_topic))
+        reply = self._keys.reply(idempotency_key(p.command, p.logical_topic), p.command.saga_id)
         return reply, self._keys.effect(p.command.saga_id, p.command.step_name)
 
     async def _plan(

@@ -54,7 +54,7 @@ from saga_worker.participant.protocol import (
 from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.publisher import Publisher
-from saga_worker.runtime.redis_client import RedisClient
+from saga_worker.runtime.redis_client import RedisClient, is_cluster
 from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
 from saga_worker.wire import (
@@ -279,7 +279,7 @@ def settler_for(
     """The store that settles this kind of participant's batches."""
     if isinstance(participant, HandlerParticipant):
         records = RedisStepRecords(redis, retention_ms=retention_ms)
-        return HandlerStore(participant, records, key_prefix)
+        return HandlerStore(participant, records, key_prefix, spread=is_cluster(redis))
     return EffectStore(redis, participant, key_prefix, retention_ms=retention_ms)
 
 

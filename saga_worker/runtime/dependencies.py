@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from saga_worker.runtime.kafka_clients import KafkaConnection, ensure_topics
 from saga_worker.runtime.redis_client import RedisClient
@@ -40,7 +40,7 @@ async def wait_for_dependencies(
             await ensure_topics(conn, topics, partitions=partitions)
             await redis.ping()
             return True
-        except (KafkaError, RedisError, OSError) as exc:
+        except (KafkaError, RedisError, RedisClusterException, OSError) as exc:
             log.warning(
                 "waiting for Kafka and Redis", extra={"worker": worker, "error": repr(exc)[:200]}
             )

@@ -141,7 +141,11 @@ class Orchestrator:
         ]
         log.info(
             "orchestrator running",
-            extra={"group": s.group_id(WORKER), "sagas": [t.name for t in self._app.sagas]},
+            extra={
+                "group": s.group_id(WORKER),
+                "sagas": [t.name for t in self._app.sagas],
+                "redis_replica_wait": replicas,  # WAIT per batch for this many replicas
+            },
         )
         try:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -4,7 +4,8 @@ A Redis that stops answering must fail a command within SAGA_REDIS_TIMEOUT_S (a
 redis-py TimeoutError, retried where the work is), not hang the worker's batch.
 
 A cluster is chosen by the URL's scheme, `redis+cluster://` (`rediss+cluster://` with
-TLS), or by SAGA_REDIS_CLUSTER=1 with an ordinary `redis://` URL: the client is then
+TLS; several nodes may be named, `redis+cluster://h1:7000,h2:7001/0`), or by
+SAGA_REDIS_CLUSTER=1 with an ordinary `redis://` URL: the client is then
 redis-py's cluster client, which finds every node from the one named, follows slot
 moves and failovers, and takes the same user, password and TLS options as a single
 node's.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -39,9 +40,30 @@ def redis_from_url(url: str, *, cluster: bool = False, timeout: float | None = N
     """A client for `url`, a cluster one when the scheme or `cluster` says so."""
     plain, by_scheme = cluster_url(url)
     if by_scheme or cluster:
-        # db numbers do not exist on a cluster: a `/0` path is harmless, another refused
-        return RedisCluster.from_url(plain, socket_timeout=timeout, socket_connect_timeout=timeout)
+        # Several nodes may be named, `host1:7000,host2:7001`: the client starts from any
+        # that answers, so a worker starting while one node is down still finds the rest.
+        # db numbers do not exist on a cluster: a `/0` path is harmless, another refused.
+        first, others = _split_hosts(plain)
+        return RedisCluster.from_url(
+            first,
+            startup_nodes=others,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
     return Redis.from_url(plain, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def _split_hosts(url: str) -> tuple[str, list[ClusterNode]]:
+    """The URL with its first host only, and the other hosts it names as nodes."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    credentials, at, hosts = netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    nodes = []
+    for other in others:
+        host, _, port = other.rpartition(":")
+        nodes.append(ClusterNode(host or other, int(port) if host else 6379))
+    return f"{scheme}://{credentials}{at}{first}{slash}{path}", nodes
 
 
 def make_redis(settings: Settings) -> RedisClient:

@@ -208,9 +208,10 @@ class RedisSagaStore:
         timer_lease: timedelta = timedelta(seconds=30),
         replicas: int = 0,
         replica_timeout: timedelta = timedelta(seconds=1),
+        cluster: bool | None = None,  # None: as the client is
     ) -> None:
         self._redis = redis
-        self._cluster = is_cluster(redis)
+        self._cluster = is_cluster(redis) if cluster is None else cluster
         self._keys = keys or KeySpace()
         self._retention_ms = int(retention.total_seconds() * 1000)
         self._start_retention_ms = int(start_retention.total_seconds() * 1000)
