@@ -17,8 +17,7 @@ from typing import Any
 import orjson
 
 from participants import keys
-from saga_worker import Settings
-from saga_worker.runtime.redis_client import RedisClient, make_redis
+from saga_worker import RedisClient, Settings, make_redis
 
 
 @dataclass(frozen=True)
