@@ -5,9 +5,11 @@ run on the test services' Redis Cluster (`make test-cluster`; skipped on a singl
 Redis). Mid-load one orchestrator is killed with SIGKILL and not brought back (its
 partitions move to the others: a rebalance), a fourth orchestrator joins later (a
 second rebalance), and a Redis primary is killed with SIGKILL, so its replica takes
-over, with the store's replica wait on (SAGA_REDIS_REPLICAS unset: one replica per
-primary here). Every saga must end, completed or failed as planned, with stock and
-money conserved, no outbox left and no dead letter: nothing lost, nothing doubled.
+over. Every saga must end, completed or failed as planned, with stock and money
+conserved, no outbox left and no dead letter: nothing lost, nothing doubled.
+Known gap: SAGA_REDIS_REPLICAS is left unset, and the orchestrators have been seen
+to start with a wait of 0 (their `redis_replica_wait` log), so the replica wait is
+not yet what this run proves.
 
 The killed primary is started again at the end (it rejoins as a replica) when it was
 started by devstack (`.runtime/redis-cluster/<port>/redis.pid`).
