@@ -10,18 +10,23 @@ DEMO_ARGS ?=
 REDIS ?= single
 export SAGA_REDIS_MODE ?= $(REDIS)
 
-.PHONY: install up down status lint test test-cluster test-unit mutation chaos demo bench soak schemas clean
+.PHONY: install up down status lint test test-cluster test-unit mutation chaos demo bench soak \
+	schemas clean images compose test-containers test-compose
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	# pip 25.1 or later installs the development dependency group (PEP 735).
+	$(PY) -m pip install -q --upgrade 'pip>=25.1'
+	$(PY) -m pip install -q -e . --group dev
 	touch $@
 
 install: $(VENV)/.installed
 
+# `make up SECURE=1` also starts a secured broker and Redis (devstack/secure.py): TLS,
+# SCRAM-SHA-512, client certificates and an ACL user; settings in .runtime/secure/client.env.
+SECURE ?=
 up: install
-	$(STACK) up
+	SAGA_DEVSTACK_SECURE=$(SECURE) $(STACK) up
 
 down: install
 	$(STACK) down
@@ -80,6 +85,43 @@ ifdef KEEP
 else
 	$(STACK) run -- $(PY) -m participants demo $(DEMO_ARGS)
 endif
+
+# Container images where no registry answers (devstack/images.py): installs and starts a
+# Docker engine if none answers (Debian's docker.io, as root), builds a Debian bookworm
+# base with debootstrap from this machine's mirror, then the Kafka, Redis and saga-worker
+# images named in docker/local.env. IMAGES_ARGS=--fresh builds the base again too.
+IMAGES_ARGS ?=
+images: install
+	$(PY) -m devstack.images build $(IMAGES_ARGS)
+
+# `docker compose` (v2), built from its Go module into ~/.docker/cli-plugins if missing.
+compose: install
+	$(PY) -m devstack.images compose
+
+# The settings that select images: docker/local.env (the images of `make images`) unless
+# IMAGES_ENV= (empty: the official images, or what the environment names).
+IMAGES_ENV ?= docker/local.env
+USE_IMAGES = $(if $(IMAGES_ENV),set -a && . ./$(IMAGES_ENV) && set +a &&)
+TESTCONTAINERS_CONNECTION_MODE ?= docker_host
+
+# The integration suite (TC_TESTS) once through testcontainers: Kafka (KRaft) and Redis in
+# containers, whatever KAFKA_BOOTSTRAP_SERVERS says. Ryuk, testcontainers' reaper, has no
+# local image: the fixtures remove their containers themselves. Left out: the files that
+# never use the session's Kafka and Redis (the wheel's own install, devstack's private
+# stacks, the secured stack of its own), so a second run of them would prove nothing.
+TC_TESTS ?= tests/integration --ignore=tests/integration/test_wheel.py \
+	--ignore=tests/integration/test_devstack_lifecycle.py \
+	--ignore=tests/integration/test_secured_stack.py
+test-containers: install
+	$(USE_IMAGES) SAGA_TEST_SERVICES=testcontainers \
+	TESTCONTAINERS_CONNECTION_MODE=$(TESTCONTAINERS_CONNECTION_MODE) \
+	TESTCONTAINERS_RYUK_DISABLED=true \
+	$(PY) -m pytest $(TC_TESTS) $(PYTEST_ARGS)
+
+# docker-compose.yml for real (tests/docker/test_compose.py): the whole stack up, orders,
+# `down` and `up` again, checks, everything removed.
+test-compose: compose
+	$(USE_IMAGES) $(PY) -m pytest -m compose tests/docker $(PYTEST_ARGS)
 
 schemas: install
 	$(PY) -m schemas.export schemas/json

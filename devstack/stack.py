@@ -109,8 +109,11 @@ def stop_pid(pidfile: Path, name: str, grace_s: float = 15.0) -> bool:
 def _reap(pid: int) -> bool:
     """True once pid no longer exists (reaping it if it is our child)."""
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
+            child = _children.pop(pid, None)
+            if child is not None:
+                child.returncode = os.waitstatus_to_exitcode(status)
             return True
     except ChildProcessError:
         pass
@@ -127,6 +130,9 @@ def _wait_gone(pid: int) -> None:
         time.sleep(0.05)
 
 
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def spawn(cmd: Sequence[str], log: Path, pidfile: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -138,6 +144,7 @@ def spawn(cmd: Sequence[str], log: Path, pidfile: Path) -> int:
             start_new_session=True,  # survives the terminal; `down` stops it
         )
     pidfile.write_text(str(proc.pid))
+    _children[proc.pid] = proc  # held, so no "still running" warning when it is collected
     return proc.pid
 
 
@@ -152,7 +159,9 @@ def require_port_free(port: int, what: str) -> None:
 def wait_until(check: Callable[[], bool], what: str, log: Path, pidfile: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if read_pid(pidfile) is None:
+        pid = read_pid(pidfile)
+        if pid is None or _reap(pid):  # gone, or a child of ours that exited (a zombie)
+            pidfile.unlink(missing_ok=True)
             raise StackError(f"{what} exited during start; see {tail_hint(log)}")
         if check():
             return
@@ -211,6 +220,20 @@ def kafka_libs() -> Path:
     return libs
 
 
+# A single node: internal topics at replication factor 1, no topic made by accident.
+ONE_NODE = {
+    "num.partitions": "6",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "6",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "auto.create.topics.enable": "false",
+}
+
+
 def kafka_properties(ports: Ports, data: Path) -> str:
     settings = {
         "process.roles": "broker,controller",
@@ -222,15 +245,7 @@ def kafka_properties(ports: Ports, data: Path) -> str:
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data),
-        "num.partitions": "6",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "6",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
+        **ONE_NODE,
         "log.flush.interval.messages": "9223372036854775807",
         "num.io.threads": "4",
         "num.network.threads": "2",
@@ -291,8 +306,7 @@ def start_kafka(ports: Ports) -> bool:
                 *jvm,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                _cluster_id(home),
+                f"--cluster-id={_cluster_id(home)}",
                 "-c",
                 str(props),
                 "--ignore-formatted",
@@ -448,17 +462,29 @@ def run(ports: Ports, cmd: Sequence[str]) -> int:
 def main(argv: Sequence[str]) -> int:
     ports = Ports()
     command = argv[0] if argv else "status"
+    from devstack import secure  # noqa: PLC0415 - it imports this module
+
     try:
         if command == "up":
             up(ports)
             print_addresses(ports)
+            if secure.enabled():
+                secured, _ = secure.up()
+                print(f"secured stack: settings for saga-worker in {secured.home / 'client.env'}")
+                print(f"  (SAGA_ENV_FILE={secured.home / 'client.env'} saga-worker ...)")
         elif command == "down":
             down()
+            secure.down()
             busy = [p for p in (ports.kafka, ports.controller, ports.redis) if port_open(p)]
             if busy:
                 raise StackError(f"ports still in use after stopping: {busy}")
         elif command == "status":
-            return status(ports)
+            code = status(ports)
+            for name in ("kafka", "redis"):
+                pid = read_pid(secure.default_home() / name / f"{name}.pid")
+                if pid is not None:
+                    print(f"secured {name}: running (pid {pid})")
+            return code
         elif command == "fetch":
             print(kafka_libs())
         elif command == "run":

@@ -30,12 +30,23 @@ def settings_or_exit() -> Settings:
 
 
 @app.command()
-def seed() -> None:
+def seed(
+    once: Annotated[
+        bool, typer.Option(help="leave the data alone if it was loaded before (at every start)")
+    ] = False,
+) -> None:
     """Load the demo catalogue, stock and customer balances into the participants' Redis."""
-    from participants.seed import seed_demo  # noqa: PLC0415
+    from participants.seed import DEMO_SEED, seed_demo, seed_demo_once  # noqa: PLC0415
 
-    loaded = asyncio.run(seed_demo(settings_or_exit()))
-    typer.echo(f"seeded {len(loaded.stock)} SKUs and {len(loaded.balances)} customers")
+    settings = settings_or_exit()
+    if once:
+        before = asyncio.run(seed_demo_once(settings))
+        if before is not None:
+            typer.echo(f"already seeded at {before}; left as it is")
+            return
+    else:
+        asyncio.run(seed_demo(settings))
+    typer.echo(f"seeded {len(DEMO_SEED.stock)} SKUs and {len(DEMO_SEED.balances)} customers")
 
 
 @app.command()

@@ -46,6 +46,7 @@ from saga_worker import (
     discard,
     ensure_topics,
     make_producer,
+    make_redis,
     saga_workers,
     until_ready,
     with_health_ports,
@@ -75,7 +76,7 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
     )
     log_dir = options.log_dir / run_id
     console.print(f"[bold]saga-worker demo[/] run {run_id}: topics and keys under demo-{run_id}")
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     workers = with_health_ports(
         saga_workers(
             settings,

@@ -3,6 +3,10 @@
 `load_seed` replaces the catalogue, stock and balances under a key prefix and
 returns what it loaded, so a conservation check (participants.conservation) can
 compare the state after a run with it. Reading the state back: participants.inspection.
+Each load records when it happened (`<prefix>sample:seeded`); `load_seed_once` loads
+only where nothing was loaded before, so a deployment that seeds at every start
+(`python -m participants seed --once`, docker-compose.yml) seeds once: reloading the
+stock and balances while reservations and charges remain would break conservation.
 
 Customers worth knowing in the demo: `cust-broke` has 5.00 (most orders fail on
 payment); `sku-limited-dripper` has 3 units (a burst of orders runs out of stock).
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -68,11 +73,43 @@ DEMO_SEED = SeedData(
 )
 
 
+def seeded_marker(key_prefix: str) -> str:
+    """The key that says when the sample's data was last loaded under `key_prefix`."""
+    return f"{key_prefix}sample:seeded"
+
+
 async def load_seed(redis: RedisClient, key_prefix: str, data: SeedData = DEMO_SEED) -> SeedData:
     """Replaces catalogue, stock and balances under `key_prefix`; returns `data`.
 
     Reservations, charges, shipments and notices are left alone: seed before a run.
     """
+    await _replace(redis, key_prefix, data)
+    await redis.set(seeded_marker(key_prefix), _now())
+    return data
+
+
+async def load_seed_once(
+    redis: RedisClient, key_prefix: str, data: SeedData = DEMO_SEED
+) -> str | None:
+    """Loads `data` unless something was loaded under `key_prefix` before.
+
+    Returns None when it loaded now, else when the earlier load happened (as it was
+    recorded). Two at once load once: the mark is claimed first (SET NX), and the
+    loser of the race reads the winner's. A load that fails gives the mark back.
+    """
+    marker = seeded_marker(key_prefix)
+    if not await redis.set(marker, _now(), nx=True):
+        before = await redis.get(marker)
+        return before.decode() if isinstance(before, bytes) else str(before)
+    try:
+        await _replace(redis, key_prefix, data)
+    except BaseException:
+        await redis.delete(marker)
+        raise
+    return None
+
+
+async def _replace(redis: RedisClient, key_prefix: str, data: SeedData) -> None:
     inv, pay = keys.inventory(key_prefix), keys.payment(key_prefix)
     # One transaction per participant: each one's keys share its hash tag (one slot).
     async with redis.pipeline(transaction=True) as pipe:
@@ -95,7 +132,10 @@ async def load_seed(redis: RedisClient, key_prefix: str, data: SeedData = DEMO_S
             balances: dict[Any, Any] = dict(data.balances)
             pipe.hset(pay.balances, mapping=balances)
         await pipe.execute()
-    return data
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 async def read_catalogue(redis: RedisClient, key_prefix: str) -> tuple[CatalogueItem, ...]:
@@ -109,9 +149,18 @@ async def read_catalogue(redis: RedisClient, key_prefix: str) -> tuple[Catalogue
 
 
 async def seed_demo(settings: Settings, data: SeedData = DEMO_SEED) -> SeedData:
-    """`saga-worker seed`: loads `data` into the Redis and key prefix of `settings`."""
+    """`python -m participants seed`: loads `data` into the Redis and key prefix of `settings`."""
     redis = make_redis(settings)
     try:
         return await load_seed(redis, settings.saga_key_prefix, data)
+    finally:
+        await redis.aclose()
+
+
+async def seed_demo_once(settings: Settings, data: SeedData = DEMO_SEED) -> str | None:
+    """`python -m participants seed --once`: see `load_seed_once`."""
+    redis = make_redis(settings)
+    try:
+        return await load_seed_once(redis, settings.saga_key_prefix, data)
     finally:
         await redis.aclose()

@@ -16,6 +16,7 @@ Everything a user needs is importable from here:
 - the errors, all under `SagaWorkerError`.
 """
 
+from saga_worker._version import __version__
 from saga_worker.app import App, SagaType
 from saga_worker.engine.decide import Decision, decide
 from saga_worker.engine.definition import (
@@ -95,6 +96,7 @@ from saga_worker.wire import (
 )
 
 __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
+    "__version__",
     # the wire envelope
     "COMPENSATION_COMPLETED",
     "DEAD_LETTER",

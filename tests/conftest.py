@@ -11,16 +11,25 @@ import redis.asyncio as aioredis
 from saga_worker.runtime.cleanup import discard
 from saga_worker.settings import load_settings
 from tests.services import Services, provide, redis_client_for
+from tests.spans import recorded_spans
+
+__all__ = ["recorded_spans"]  # a fixture for every test
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything outside tests/unit needs the broker; mark it so `-m` can select.
+    # tests/docker needs a Docker engine and its images: run only when `-m` names it.
+    compose_selected = "compose" in (config.option.markexpr or "")
     for item in items:
         path = str(item.path)
         if "/tests/integration/" in path:
             item.add_marker(pytest.mark.integration)
         elif "/tests/chaos/" in path:
             item.add_marker(pytest.mark.chaos)
+        elif "/tests/docker/" in path:
+            item.add_marker(pytest.mark.compose)
+            if not compose_selected:
+                item.add_marker(pytest.mark.skip(reason="needs Docker: make test-compose"))
 
 
 @pytest.fixture(scope="session")

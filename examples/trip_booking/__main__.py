@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio import Redis
-
 from examples.trip_booking import topics as t
 from examples.trip_booking.bookings import open_for_booking
 from examples.trip_booking.messages import Traveller, TripRequested
-from saga_worker import Settings, encode, load_settings, make_producer
+from saga_worker import Settings, encode, load_settings, make_producer, make_redis
 
 
 def trip(trip_id: str, flight: str, card: str) -> TripRequested:
@@ -40,7 +38,7 @@ TRIPS = (
 
 
 async def main(settings: Settings) -> None:
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = make_redis(settings)
     try:
         seats = {"LH1234-2025-06-01": 1, "LX318-2025-06-01": 40}
         await open_for_booking(

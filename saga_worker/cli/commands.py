@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from saga_worker._version import __version__
 from saga_worker.app import App
 from saga_worker.errors import ConfigurationError, SagaWorkerError
 from saga_worker.observability.logs import configure_logging
@@ -26,6 +27,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,  # a worker's crash belongs in its log as plain text
 )
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"saga-worker {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def common(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=show_version,
+            is_eager=True,
+            help="print the version and exit",
+        ),
+    ] = False,
+) -> None:
+    """Saga orchestration on Apache Kafka with saga state in Redis."""
 
 
 def settings_or_exit() -> Settings:
@@ -65,7 +87,7 @@ def run_worker(app_spec: str | None, make: Callable[[App, Settings], Runnable]) 
     from saga_worker.runtime.run import serve  # noqa: PLC0415
 
     settings = settings_or_exit()
-    configure_logging()
+    configure_logging(settings.saga_log_level)
     the_app = load_app_or_exit(app_spec, settings)
     try:
         worker = make(the_app, settings)

@@ -20,7 +20,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import orjson
 import typer
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
 from saga_worker.app import App
 from saga_worker.cli.commands import AppOption, app, load_app_or_exit, settings_or_exit
@@ -48,8 +48,10 @@ from saga_worker.cli.views import (
     saga_view,
 )
 from saga_worker.engine.state import SagaStatus
-from saga_worker.errors import StoreUnavailableError, UnknownSagaTypeError
+from saga_worker.errors import ConfigurationError, StoreUnavailableError, UnknownSagaTypeError
+from saga_worker.runtime.dependencies import redis_permission_hint
 from saga_worker.runtime.kafka_admin import GroupLag, consumer_lag
+from saga_worker.runtime.kafka_checks import diagnose
 from saga_worker.runtime.redis_client import make_redis
 from saga_worker.settings import Settings
 from saga_worker.wire import topics as t
@@ -132,10 +134,43 @@ def _run_with_app(
         return asyncio.run(work(settings, the_app))
     except UnknownSagaTypeError as exc:
         fail(str(exc))
+    except ConfigurationError as exc:
+        fail(str(exc), EXIT_USAGE)
     except (RedisError, StoreUnavailableError) as exc:
-        fail(f"Redis: {exc}")
+        fail(_redis_line(exc), EXIT_USAGE if _redis_refused(exc) else EXIT_FAILED)
     except (KafkaError, DeadLetterReadError) as exc:
+        fatal = asyncio.run(diagnose(settings.kafka))
+        if fatal is not None:
+            fail(str(fatal), EXIT_USAGE)
         fail(f"Kafka: {exc}")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    return [c for c in (exc, exc.__cause__, exc.__context__) if c is not None]
+
+
+def _redis_forbidden(exc: BaseException) -> bool:
+    return any(
+        isinstance(c, NoPermissionError) or "NOPERM" in str(c) or "no permissions" in str(c)
+        for c in _causes(exc)
+    )
+
+
+def _redis_refused(exc: BaseException) -> bool:
+    """A refused login or a forbidden command: settings to fix, not a Redis away."""
+    return _redis_forbidden(exc) or any(
+        isinstance(c, AuthenticationError) or "WRONGPASS" in str(c) or "NOAUTH" in str(c)
+        for c in _causes(exc)
+    )
+
+
+def _redis_line(exc: BaseException) -> str:
+    text = str(exc).strip().removeprefix("redis: ")
+    if _redis_forbidden(exc):
+        return f"Redis: {redis_permission_hint(exc)}"
+    if _redis_refused(exc):
+        return f"Redis refused the login ({text}): check REDIS_URL, REDIS_USERNAME, REDIS_PASSWORD"
+    return f"Redis: {text}"
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""Prometheus metrics of every worker, defined in one place.
+"""Prometheus metrics of every worker, defined in one place, all named `saga_worker_*`
+(the process collectors' `process_*` and `python_*` aside).
 
 Each worker owns a registry (so several workers in one process, as in tests,
 count apart) and serves it on its HealthServer's `/metrics`. Everything is
@@ -12,7 +13,9 @@ its command was sent without storing anything more.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import platform
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import (
@@ -27,10 +30,13 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from saga_worker._version import __version__
 from saga_worker.engine.decide import COMP_TIMEOUT, TIMEOUT, timer_id
 from saga_worker.engine.definition import SagaDefinition
 from saga_worker.engine.state import SagaState, SagaStatus, StepState, StepStatus
 from saga_worker.runtime.dead_letters import DeadLetter
+
+Backlog = Mapping[str, int]  # sagas per status
 
 SAGA_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -42,23 +48,38 @@ _COMPENSATION_REPLIED = frozenset({StepStatus.COMPENSATED, StepStatus.COMPENSATI
 
 
 class WorkerMetrics:
-    """What every worker counts: batches and dead letters, plus process metrics."""
+    """What every worker counts: batches and dead letters, plus the build and the process."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.worker = worker
+        self._clock = clock
+        self._last_batch = clock()
         self.registry = r = CollectorRegistry()
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
+        Gauge(
+            "saga_worker_build_info",
+            "Always 1: the saga-worker version and the Python running it",
+            ["version", "python"],
+            registry=r,
+        ).labels(__version__, platform.python_version()).set(1)
+        Gauge(
+            "saga_worker_seconds_since_last_batch",
+            "Seconds since the worker last handled a batch of Kafka records (since it "
+            "started, before the first)",
+            ["worker"],
+            registry=r,
+        ).labels(worker).set_function(lambda: self._clock() - self._last_batch)
         self._batch = Histogram(
-            "saga_batch_records",
+            "saga_worker_batch_records",
             "Records per Kafka batch handled",
             ["worker"],
             buckets=BATCH_RECORDS,
             registry=r,
         ).labels(worker)
         self._dead_letters = Counter(
-            "saga_dead_letters",
+            "saga_worker_dead_letters",
             "Records sent to the dead-letter topic",
             ["worker", "code"],
             registry=r,
@@ -66,6 +87,7 @@ class WorkerMetrics:
 
     def batch(self, records: int) -> None:
         self._batch.observe(records)
+        self._last_batch = self._clock()
 
     def dead_letters(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
@@ -104,87 +126,122 @@ class OrchestratorMetrics(WorkerMetrics):
         super().__init__(worker)
         r = self.registry
         by_definition = ["definition"]
-        self._started = Counter("sagas_started", "Sagas started", by_definition, registry=r)
-        self._completed = Counter("sagas_completed", "Sagas completed", by_definition, registry=r)
+        self._started = Counter(
+            "saga_worker_sagas_started", "Sagas started", by_definition, registry=r
+        )
+        self._completed = Counter(
+            "saga_worker_sagas_completed", "Sagas completed", by_definition, registry=r
+        )
         self._failed = Counter(
-            "sagas_failed", "Sagas failed (fully compensated)", by_definition, registry=r
+            "saga_worker_sagas_failed",
+            "Sagas failed (fully compensated)",
+            by_definition,
+            registry=r,
         )
         self._needs_operator = Counter(
-            "sagas_needing_operator",
+            "saga_worker_sagas_needing_operator",
             "Times a saga gave up retrying and was left for an operator",
             by_definition,
             registry=r,
         )
         self._saga_seconds = Histogram(
-            "saga_duration_seconds",
+            "saga_worker_saga_duration_seconds",
             "Saga creation to completed or failed",
             ["definition", "status"],
             buckets=SAGA_SECONDS,
             registry=r,
         )
         self._step_seconds = Histogram(
-            "saga_step_duration_seconds",
+            "saga_worker_step_duration_seconds",
             "Command sent to its reply applied, per step and outcome",
             ["definition", "step", "outcome"],
             buckets=STEP_SECONDS,
             registry=r,
         )
         self._step_retries = Counter(
-            "saga_step_retries",
+            "saga_worker_step_retries",
             "Step commands sent again after a failure or timeout",
             ["definition", "step"],
             registry=r,
         )
         self._compensation_retries = Counter(
-            "saga_compensation_retries",
+            "saga_worker_compensation_retries",
             "Compensation commands sent again after a failure or timeout",
             ["definition", "step"],
             registry=r,
         )
         self._ignored = Counter(
-            "saga_events_ignored",
+            "saga_worker_events_ignored",
             "Duplicate, late or stale events that changed nothing",
             registry=r,
         )
         self._repeated_starts = Counter(
-            "saga_starts_repeated",
+            "saga_worker_starts_repeated",
             "Start messages of sagas that had finished and expired, known by their start "
-            "marker and ignored, not started again (also in saga_events_ignored)",
+            "marker and ignored, not started again (also in saga_worker_events_ignored_total)",
             by_definition,
             registry=r,
         )
         self._conflicts = Counter(
-            "saga_cas_conflicts",
+            "saga_worker_cas_conflicts",
             "Saga writes that lost their compare-and-set and were decided again",
             registry=r,
         )
-        self._timers_fired = Counter("saga_timers_fired", "Due timers claimed", registry=r)
+        self._timers_fired = Counter("saga_worker_timers_fired", "Due timers claimed", registry=r)
         self._timers_deferred = Counter(
-            "saga_timers_deferred",
+            "saga_worker_timers_deferred",
             "Due timers put back un-fired: their saga runs a definition version this "
             "instance does not know (an instance that knows it fires them)",
             ["definition", "version"],
             registry=r,
         )
         self._timers_dropped = Counter(
-            "saga_timers_dropped",
+            "saga_worker_timers_dropped",
             "Due timers dropped because deciding their saga raised (see the error log)",
             registry=r,
         )
         self._outboxes_set_aside = Counter(
-            "saga_outboxes_set_aside",
+            "saga_worker_outboxes_set_aside",
             "Sagas whose stale outbox the sweeper could not read or send (see the error "
             "log); tried again one sweep threshold later",
             registry=r,
         )
-        self.outbox_backlog = Gauge(
-            "saga_outbox_backlog",
-            "Sagas with outbox entries not yet acknowledged by Kafka (at the last sweep)",
+        # Redis-wide figures, the same whichever instance measures them: exported only by
+        # the instance that measured them last (see `measured`), labelled with its name,
+        # so replicas never add them up.
+        self._outbox_backlog = Gauge(
+            "saga_worker_outbox_backlog",
+            "Sagas with outbox entries not yet acknowledged by Kafka, Redis-wide",
+            ["measured_by"],
             registry=r,
         )
-        self.timer_backlog = Gauge(
-            "saga_timer_backlog", "Timers scheduled (at the last sweep)", registry=r
+        self._timer_backlog = Gauge(
+            "saga_worker_timer_backlog",
+            "Timers scheduled, Redis-wide",
+            ["measured_by"],
+            registry=r,
         )
+        self._sagas = Gauge(
+            "saga_worker_sagas",
+            "Sagas per status, Redis-wide, from the status index (finished ones leave it "
+            "after SAGA_RETENTION_S)",
+            ["status", "measured_by"],
+            registry=r,
+        )
+
+    def measured(self, by: str, outbox_backlog: int, timer_backlog: int, sagas: Backlog) -> None:
+        """The Redis-wide figures this instance measured, as `by`."""
+        self.not_measuring()
+        self._outbox_backlog.labels(by).set(outbox_backlog)
+        self._timer_backlog.labels(by).set(timer_backlog)
+        for status, count in sagas.items():
+            self._sagas.labels(status, by).set(count)
+
+    def not_measuring(self) -> None:
+        """Another instance measures the Redis-wide figures: this one exports none."""
+        self._outbox_backlog.clear()
+        self._timer_backlog.clear()
+        self._sagas.clear()
 
     def ignored(self, count: int) -> None:
         if count:
@@ -284,7 +341,7 @@ class ParticipantMetrics(WorkerMetrics):
         super().__init__(worker)
         self.participant = participant
         self._commands = Counter(
-            "saga_participant_commands",
+            "saga_worker_participant_commands",
             "Commands answered, by outcome (replayed repeats included)",
             ["participant", "topic", "outcome"],
             registry=self.registry,

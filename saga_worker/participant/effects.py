@@ -49,6 +49,7 @@ class Pending:
     logical_topic: str
     kind: Kind
     verdict: Verdict
+    traceparent: str | None = None  # the record's, well-formed or None
 
 
 class Settler(Protocol):

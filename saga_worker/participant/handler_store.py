@@ -39,6 +39,7 @@ import orjson
 from pydantic import ValidationError
 
 from saga_worker.errors import EffectStoreUnavailableError
+from saga_worker.observability.tracing import TRACER
 from saga_worker.participant.effects import (
     REDIS_UNAVAILABLE,
     Pending,
@@ -319,7 +320,14 @@ class HandlerStore:
         handler = self._participant.routes[p.logical_topic]
         outcome: Outcome
         try:
-            result: Any = await handler.handle(p.command, step_key(p.command))
+            # The handler runs in a span of the saga's trace: its own spans, and those of
+            # the instrumented clients it calls, join the trace.
+            with TRACER.active(
+                f"{self._participant.name} {p.logical_topic} handler",
+                p.traceparent,
+                {"saga_id": p.command.saga_id, "step": p.command.step_name},
+            ):
+                result: Any = await handler.handle(p.command, step_key(p.command))
             if p.kind is Kind.COMPENSATION:
                 outcome = Compensated()
             else:

@@ -163,7 +163,6 @@ class ParticipantWorker:
         if latency:
             await asyncio.sleep(latency / 1000)
         pending: list[Pending] = []
-        sources: list[Record] = []
         dead: list[DeadLetter] = []
         for record in records:
             item = self._intake(record)
@@ -173,29 +172,20 @@ class ParticipantWorker:
                 dead.append(item)
             else:
                 pending.append(item)
-                sources.append(record)
         # Redis away: EffectStoreUnavailableError is retriable, so the loop retries the batch.
         settled = await self._store.settle(pending)
         self._maybe_crash(settled)
-        traces = [traceparent_of(record.headers or ()) for record in sources]
-        futures = [
-            await self._send_reply(p, s, trace)
-            for p, s, trace in zip(pending, settled, traces, strict=True)
-        ]
+        futures = [await self._send_reply(p, s) for p, s in zip(pending, settled, strict=True)]
         await self._publisher.send_dead_letters(dead)
         await asyncio.gather(*futures)
         self.metrics.dead_letters(dead)
-        self._observe(pending, settled, traces, started_ns)
+        self._observe(pending, settled, started_ns)
 
     def _observe(
-        self,
-        pending: Sequence[Pending],
-        settled: Sequence[Settled],
-        traces: Sequence[str | None],
-        started_ns: int,
+        self, pending: Sequence[Pending], settled: Sequence[Settled], started_ns: int
     ) -> None:
-        """Counts the answered commands and, when export is on, traces each one."""
-        for p, s, trace in zip(pending, settled, traces, strict=True):
+        """Counts the answered commands and, when a tracer provider is set, traces each."""
+        for p, s in zip(pending, settled, strict=True):
             outcome = outcome_label(s.outcome)
             self.metrics.command(p.logical_topic, outcome)
             if self._tracer.enabled:
@@ -206,7 +196,7 @@ class ParticipantWorker:
                     "outcome": outcome,
                 }
                 name = f"{self.participant.name} {p.logical_topic}"
-                self._tracer.span(name, trace, started_ns, attributes)
+                self._tracer.span(name, p.traceparent, started_ns, attributes)
 
     def _intake(self, record: Record) -> Pending | DeadLetter | None:
         logical = self._topics.logical(record.topic)
@@ -225,7 +215,8 @@ class ParticipantWorker:
             return DeadLetter(record, exc.code, exc.reason)
         if route.kind is Kind.ACTION and self._faults.hangs(command.saga_id):
             return None  # fault injection: a hung downstream neither acts nor answers
-        return Pending(command, logical, route.kind, self._verdict(route, command))
+        verdict = self._verdict(route, command)
+        return Pending(command, logical, route.kind, verdict, traceparent_of(record.headers or ()))
 
     def _verdict(self, route: Route[Any] | Handler[Any], command: SagaCommand) -> Verdict:
         if self._faults.error():
@@ -255,9 +246,7 @@ class ParticipantWorker:
                 logging.shutdown()
                 os._exit(CRASH_EXIT_CODE)
 
-    async def _send_reply(
-        self, pending: Pending, settled: Settled, traceparent: str | None
-    ) -> asyncio.Future[Any]:
+    async def _send_reply(self, pending: Pending, settled: Settled) -> asyncio.Future[Any]:
         command = pending.command
         topic, reply = build_reply(command, pending.logical_topic, settled.outcome)
         body = reply_body(reply, self._settings.saga_max_message_bytes - HEADER_ROOM)
@@ -265,7 +254,7 @@ class ParticipantWorker:
             self._topics.physical(topic),
             body,
             key=command.saga_id.encode(),
-            headers=make_headers(topic, command.saga_id, traceparent),
+            headers=make_headers(topic, command.saga_id, pending.traceparent),
         )
         return fut
 

@@ -99,5 +99,11 @@ class KeySpace:
         return range(self.shards)
 
     @property
+    def measurer(self) -> str:
+        """STRING: the orchestrator instance that measures and exports the Redis-wide
+        gauges (backlogs, sagas per status), with a time to live it renews each sweep."""
+        return f"{self.namespace}metrics:measurer"
+
+    @property
     def saga_pattern(self) -> str:
         return f"{self.namespace}saga:*"

@@ -17,7 +17,9 @@ import logging
 import os
 import random
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +57,14 @@ UNKNOWN_VERSION_RETRY = timedelta(seconds=5)
 
 Timer = tuple[str, str]  # (saga_id, timer_id), as the store claims them
 
+# Takes or renews the measurer lease (KEYS[1]) for ARGV[1], for ARGV[2] ms; 1 if held.
+_CLAIM_MEASURER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 
 class Orchestrator:
     def __init__(
@@ -76,6 +86,10 @@ class Orchestrator:
         self._publishing: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = OrchestratorMetrics(WORKER)
+        # Names this instance on the Redis-wide gauges it exports (see _measure_backlog).
+        self.instance = settings.saga_instance_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
         self._tracer = configure_tracing("saga-worker-" + WORKER)
         self._shell = WorkerShell(
             settings,
@@ -360,9 +374,21 @@ class Orchestrator:
         return sent
 
     async def _measure_backlog(self) -> None:
-        outboxes, timers = await self._store.index_sizes()
-        self.metrics.outbox_backlog.set(outboxes)
-        self.metrics.timer_backlog.set(timers)
+        """The Redis-wide gauges, measured and exported by one instance at a time: the one
+        holding the measurer lease, which lapses three sweeps after its holder stops."""
+        keys = self._settings.keys
+        lease_ms = int(self._settings.saga_outbox_sweep_after_s * 1500)
+        try:
+            if not await self._redis.eval(
+                _CLAIM_MEASURER, 1, keys.measurer, self.instance, lease_ms
+            ):
+                self.metrics.not_measuring()
+                return
+        except RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        statuses = [status.value for status in SagaStatus]
+        outboxes, timers, counts = await self._store.index_sizes(statuses)
+        self.metrics.measured(self.instance, outboxes, timers, dict(zip(statuses, counts, strict=True)))
 
     async def _every(
         self, interval_s: float, work: Callable[[], Coroutine[Any, Any, bool]]

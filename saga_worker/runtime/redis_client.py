@@ -36,21 +36,20 @@ def cluster_url(url: str) -> tuple[str, bool]:
     return url, False
 
 
-def redis_from_url(url: str, *, cluster: bool = False, timeout: float | None = None) -> RedisClient:
-    """A client for `url`, a cluster one when the scheme or `cluster` says so."""
+def redis_from_url(
+    url: str, *, cluster: bool = False, timeout: float | None = None, **options: Any
+) -> RedisClient:
+    """A client for `url`, a cluster one when the scheme or `cluster` says so; `options`
+    (user, password, TLS files) go to either client as they are."""
     plain, by_scheme = cluster_url(url)
+    options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
     if by_scheme or cluster:
         # Several nodes may be named, `host1:7000,host2:7001`: the client starts from any
         # that answers, so a worker starting while one node is down still finds the rest.
         # db numbers do not exist on a cluster: a `/0` path is harmless, another refused.
         first, others = _split_hosts(plain)
-        return RedisCluster.from_url(
-            first,
-            startup_nodes=others,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-    return Redis.from_url(plain, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return RedisCluster.from_url(first, startup_nodes=others, **options)
+    return Redis.from_url(plain, **options)
 
 
 def _split_hosts(url: str) -> tuple[str, list[ClusterNode]]:
@@ -67,10 +66,22 @@ def _split_hosts(url: str) -> tuple[str, list[ClusterNode]]:
 
 
 def make_redis(settings: Settings) -> RedisClient:
+    options: dict[str, Any] = {}
+    if settings.redis_username is not None:
+        options["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.get_secret_value()
+    url = settings.redis_url.get_secret_value()
+    if url.startswith(("rediss://", "rediss+cluster://")):
+        for option, value in (
+            ("ssl_ca_certs", settings.redis_ssl_ca_certs),
+            ("ssl_certfile", settings.redis_ssl_certfile),
+            ("ssl_keyfile", settings.redis_ssl_keyfile),
+        ):
+            if value is not None:
+                options[option] = value
     return redis_from_url(
-        settings.redis_url.get_secret_value(),
-        cluster=settings.saga_redis_cluster,
-        timeout=settings.saga_redis_timeout_s,
+        url, cluster=settings.saga_redis_cluster, timeout=settings.saga_redis_timeout_s, **options
     )
 
 

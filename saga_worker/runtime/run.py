@@ -19,6 +19,7 @@ from typing import Protocol
 
 from saga_worker.app import App
 from saga_worker.observability.metrics import WorkerMetrics, render_together
+from saga_worker.observability.tracing import configure_tracing
 from saga_worker.participant.knobs import Knobs
 from saga_worker.participant.runtime import ParticipantWorker
 from saga_worker.runtime.health import HealthServer
@@ -48,7 +49,9 @@ def participant_worker(app: App, name: str, settings: Settings) -> ParticipantWo
 
 def all_workers(app: App, settings: Settings) -> Together:
     """The orchestrator (if the app has sagas) and every participant, as one worker."""
-    # One process, one port: the group serves health and metrics for all of them.
+    # One process, one port: the group serves health and metrics for all of them; and
+    # one tracer provider, named for the process (unless one is set up already).
+    configure_tracing("saga-worker")
     quiet = settings.model_copy(update={"saga_health_port": 0})
     workers: list[Worker] = [Orchestrator(quiet, app)] if app.sagas else []
     workers += [participant_worker(app, name, quiet) for name in app.participant_names]

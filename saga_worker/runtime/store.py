@@ -559,17 +559,22 @@ class RedisSagaStore:
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
 
-    async def index_sizes(self) -> tuple[int, int]:
-        """(pending-outbox hints, timers), summed over every shard."""
+    async def index_sizes(self, statuses: Sequence[str]) -> tuple[int, int, list[int]]:
+        """(pending-outbox hints, timers, sagas listed in each of `statuses`), summed over
+        every shard, in one pipeline."""
+        per_shard = 2 + len(statuses)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for shard in self._keys.all_shards:
                     pipe.zcard(self._keys.pending_outboxes(shard))
                     pipe.zcard(self._keys.timers(shard))
-                sizes = await pipe.execute()
+                    for status in statuses:
+                        pipe.zcard(self._keys.by_status(status, shard))
+                sizes = [int(n) for n in await pipe.execute()]
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
-        return sum(int(n) for n in sizes[::2]), sum(int(n) for n in sizes[1::2])
+        column = [sum(sizes[n::per_shard]) for n in range(per_shard)]
+        return column[0], column[1], column[2:]
 
 
 def _member(saga_id: str, suffix: str) -> str:

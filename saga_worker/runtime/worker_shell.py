@@ -110,6 +110,9 @@ class WorkerShell:
                 redis=redis,
                 stopping=self.stopping,
                 worker=self.worker,
+                replication=s.saga_replication_factor,
+                configs=s.topic_configs,
+                key_prefix=s.saga_key_prefix,
             ):
                 return
             await check_record_size(s.kafka, self._topics, s.saga_max_message_bytes)

@@ -18,7 +18,7 @@ from participants.order_fulfillment import APPROVAL, needs_approval, rejected
 from saga_worker import App, ChildSaga, SagaDefinition, Step, StepKind, Wait
 from schemas import OrderCreated
 from schemas import topics as t
-from tests.integration.saga_support import PATIENT_FULFILLMENT
+from tests.integration.saga_support import FAST_FULFILLMENT
 
 APPROVAL_DEADLINE = timedelta(seconds=2)
 DEFAULT_DECISION: dict[str, object] = {"approved": True, "approver": "nobody in time"}
@@ -26,8 +26,8 @@ DEFAULT_DECISION: dict[str, object] = {"approved": True, "approver": "nobody in 
 
 def approving(approval: Step = APPROVAL) -> SagaDefinition:
     """The sample's version 2 (approval after the stock is held), with test timeouts."""
-    first, *rest = PATIENT_FULFILLMENT.stages
-    return dataclasses.replace(PATIENT_FULFILLMENT, version=2, stages=(first, approval, *rest))
+    first, *rest = FAST_FULFILLMENT.stages
+    return dataclasses.replace(FAST_FULFILLMENT, version=2, stages=(first, approval, *rest))
 
 
 def _orders(definition: SagaDefinition) -> App:
@@ -88,3 +88,23 @@ families.saga(
 )
 families.saga(STOCK)
 families.saga(UNSTOCK)
+
+CUSTOMER_PAYMENTS = "Customer.Payments"
+
+
+def _by_customer(*, many: bool) -> App:
+    """Orders that wait for a payment event of their customer: one customer's event
+    names every order of theirs that waits."""
+    paid = Wait(
+        "paid",
+        topic=CUSTOMER_PAYMENTS,
+        correlate="customer_id",
+        deadline=PATIENT,
+        many=many,
+        ignore_unmatched=True,
+    )
+    return _orders(approving(paid))
+
+
+one_per_customer = _by_customer(many=False)
+all_of_a_customer = _by_customer(many=True)

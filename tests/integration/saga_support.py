@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from participants.app import saga_id_for_order
@@ -39,6 +40,7 @@ from saga_worker.runtime.kafka_clients import (
     make_consumer,
     make_producer,
 )
+from saga_worker.runtime.keys import TIMER_SEPARATOR
 from saga_worker.runtime.orchestrator import Orchestrator
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.runtime.worker_processes import settings_env
@@ -46,6 +48,9 @@ from saga_worker.settings import Settings, load_settings
 from schemas import OrderCreated
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.http_probe import http_get, http_status
+from tests.integration.kafka_state import read_to_end, wait_assigned
+from tests.ports import free_ports
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,33 +62,51 @@ FAST_RETRY = RetryPolicy(
     max_backoff=timedelta(milliseconds=200),
     jitter=0.0,
 )
+# A timeout no test run reaches: a command is answered late on a slow machine, never
+# retried for it, so no command sequence depends on how fast the machine is. Tests
+# about timeouts shorten it, on the steps (or compensations) that never answer.
+PATIENT = timedelta(minutes=5)
+SHORT = timedelta(milliseconds=800)  # for a step a test keeps silent: it times out
 
 
 def fast_fulfillment(
-    timeout: timedelta = timedelta(milliseconds=800), attempts: int = 2
+    timeout: timedelta = PATIENT,
+    attempts: int = 2,
+    *,
+    timeouts: Mapping[str, timedelta] | None = None,
+    compensation_timeout: timedelta | None = None,
 ) -> SagaDefinition:
-    """OrderFulfillment's shape with test-sized timeouts and retries."""
+    """OrderFulfillment's shape with test-sized retries: every step times out after
+    `timeout` unless `timeouts` names it, compensations after `compensation_timeout`
+    (else `timeout`)."""
     retry = dataclasses.replace(FAST_RETRY, max_attempts=attempts)
     forever = dataclasses.replace(FAST_RETRY, max_attempts=None)
+    per_step = dict(timeouts or {})
 
     def quick(step: Step) -> Step:
         policy = forever if step.kind is StepKind.RETRIABLE else retry
-        return dataclasses.replace(step, timeout=timeout, retry=policy)
+        return dataclasses.replace(step, timeout=per_step.pop(step.name, timeout), retry=policy)
 
+    stages = tuple(
+        quick(s) if isinstance(s, Step) else Parallel(*map(quick, s))
+        for s in ORDER_FULFILLMENT.stages
+    )
+    if per_step:
+        raise ValueError(f"no such steps: {sorted(per_step)}")
     return dataclasses.replace(
         ORDER_FULFILLMENT,
-        stages=tuple(
-            quick(s) if isinstance(s, Step) else Parallel(*map(quick, s))
-            for s in ORDER_FULFILLMENT.stages
-        ),
+        stages=stages,
         compensation_retry=retry,
-        compensation_timeout=timeout,
+        compensation_timeout=compensation_timeout or timeout,
     )
 
 
 FAST_FULFILLMENT = fast_fulfillment()
-# For runs where a retry would blur what is counted: no step times out during a test.
-PATIENT_FULFILLMENT = fast_fulfillment(timeout=timedelta(minutes=5))
+
+
+# Outbox entries are republished when Kafka has not acknowledged them for this long: on a
+# slow machine 1 s would resend commands a test counts. Tests of the sweeper shorten it.
+PATIENT_SWEEP_S = 30.0
 
 
 def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
@@ -94,9 +117,32 @@ def settings_for(services: Services, prefix: str, **overrides: Any) -> Settings:
         saga_key_prefix=prefix,
         saga_partitions=overrides.pop("saga_partitions", 2),
         saga_timer_poll_ms=overrides.pop("saga_timer_poll_ms", 50),
-        saga_outbox_sweep_after_s=overrides.pop("saga_outbox_sweep_after_s", 1.0),
+        saga_outbox_sweep_after_s=overrides.pop("saga_outbox_sweep_after_s", PATIENT_SWEEP_S),
         **overrides,
     )
+
+
+def inbound(
+    settings: Settings,
+    *,
+    orchestrator: bool = False,
+    participants: Sequence[ParticipantWorker] = (),
+) -> dict[str, list[str]]:
+    """Consumer group -> the physical topics it reads, of the sample's orchestrator and of
+    these participant workers: what `wait_caught_up` waits on."""
+    groups: dict[str, list[str]] = {}
+    if orchestrator:
+        reads = (t.ORDER_CREATED, *t.REPLY_TOPICS)
+        groups[settings.group_id("orchestrator")] = [settings.topics.physical(n) for n in reads]
+    for worker in participants:
+        groups[worker.group_id] = [settings.topics.physical(n) for n in worker.participant.topics]
+    return groups
+
+
+def role_of(worker: str) -> str:
+    """The role (consumer group, see Settings.group_id) of a worker process named as
+    `saga_workers` names them: the orchestrator, or a participant by its name."""
+    return worker if worker == "orchestrator" else f"participant.{worker}"
 
 
 def order(order_id: str, **changes: Any) -> dict[str, Any]:
@@ -126,8 +172,10 @@ async def running_orchestrator(
     definition: SagaDefinition = FAST_FULFILLMENT,
     clock: Callable[[], datetime] = utcnow,
     app: App | None = None,
+    members: int = 1,
 ) -> AsyncIterator[Orchestrator]:
-    """An orchestrator in this process, ready: of `app`, or of the sample with `definition`."""
+    """An orchestrator in this process, ready: of `app`, or of the sample with `definition`;
+    `members` is how many orchestrators the group has with this one."""
     worker = Orchestrator(settings, app or order_app(definition), clock=clock)
     task = asyncio.create_task(worker.run())
 
@@ -136,8 +184,10 @@ async def running_orchestrator(
             task.result()
         return worker.ready
 
-    await assert_eventually(ready, within=30, message="orchestrator ready")
     try:
+        await assert_eventually(ready, within=30, message="orchestrator ready")
+        # Ready means subscribed; a reply a test sends waits for the partitions until then.
+        await wait_assigned(settings.kafka, {settings.group_id("orchestrator"): members})
         yield worker
     finally:
         worker.stop()
@@ -145,12 +195,37 @@ async def running_orchestrator(
 
 
 class OrchestratorProcess:
-    """The orchestrator as a separate OS process, to be killed for real."""
+    """The orchestrator as a separate OS process, to be killed for real; its health port
+    tells when it is ready and what it counted."""
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-        self._env = {**os.environ, **settings_env(settings), **(env or {})}
+        (self.port,) = free_ports(1)
+        self._env = {
+            **os.environ,
+            **settings_env(settings),
+            "SAGA_HEALTH_PORT": str(self.port),
+            **(env or {}),
+        }
         self.starts = 0
         self.proc: subprocess.Popen[bytes] | None = None
+
+    async def wait_ready(self) -> None:
+        """Until it answers /readyz (subscribed; see kafka_state for its partitions)."""
+
+        async def ready() -> bool:
+            assert self.alive, "the orchestrator process exited"
+            try:
+                return await http_status(self.port, "/readyz") == 200
+            except OSError:
+                return False
+
+        await assert_eventually(ready, within=60, message="orchestrator process ready")
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """One sample of its /metrics, 0 when absent."""
+        status, body = await http_get(self.port, "/metrics")
+        assert status == 200, status
+        return sample(body.decode(), name, **labels)
 
     def start(self) -> None:
         self.starts += 1
@@ -318,6 +393,28 @@ async def send_orders(conn: KafkaConnection, prefix: str, bodies: list[dict[str,
         await producer.stop()
 
 
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a metrics page, 0 when absent (a counter not yet moved)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+def metric(worker: Orchestrator | ParticipantWorker, name: str, **labels: str) -> float:
+    """One sample of a worker's metrics (in this process), 0 when absent."""
+    return sample(worker.metrics.render().decode(), name, **labels)
+
+
+async def fire_now(redis: Redis, settings: Settings, saga_id: str, timer_id: str) -> None:
+    """Makes one scheduled timer of the saga due at once, as if its time had come: for a
+    test that needs one timeout to fire and every other command to have all the time."""
+    member = f"{saga_id}{TIMER_SEPARATOR}{timer_id}"
+    changed = await redis.zadd(settings.keys.timers, {member: 0}, xx=True, ch=True)
+    assert changed == 1, f"saga {saga_id} has no timer {timer_id} scheduled"
+
+
 class SagaReader:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.store = RedisSagaStore(redis, settings.keys)
@@ -345,6 +442,30 @@ class SagaReader:
         )
         assert found is not None
         return found
+
+
+async def operator_retries_until_failed(
+    services: Services, prefix: str, reader: SagaReader, order_id: str
+) -> SagaState:
+    """`saga-worker retry` whenever the saga waits for an operator, until it failed: a
+    resumed compensation with a short timeout that a slow moment lets time out again
+    only waits for the operator again."""
+
+    async def retried_when_stuck() -> SagaState | None:
+        state = await reader.state(order_id)
+        if state is not None and state.status.value == "needs_operator":
+            resumed = await cli(services, prefix, "retry", order_id)
+            assert resumed.code == 0, resumed.err
+        return state
+
+    failed = await assert_eventually(
+        retried_when_stuck,
+        lambda state: state is not None and state.status.value == "failed",
+        within=90,
+        message=f"the saga of {order_id}, resumed, failed",
+    )
+    assert failed is not None
+    return failed
 
 
 async def read_topic(
@@ -387,6 +508,8 @@ async def running_participants(
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         await asyncio.wait_for(asyncio.gather(*(w.wait_started() for w in workers)), 30)
+        # Started means subscribed: a command sent now could wait seconds for a rebalance.
+        await wait_assigned(settings.kafka, {w.group_id: 1 for w in workers})
         yield workers
     finally:
         for w in workers:
@@ -474,6 +597,12 @@ class Bus:
         wanted = self.settings.topics.physical(logical) if logical else None
         return [r for r in self.seen if wanted is None or r.topic == wanted]
 
+    async def all_sent(self) -> list[Any]:
+        """Every reply and dead letter in the topics, read to their end: once the workers
+        are known to be done (exited, or caught up), nothing is left to arrive."""
+        topics = (*t.REPLY_TOPICS, t.DEAD_LETTER)
+        return await read_to_end(self.settings.kafka, *map(self.settings.topics.physical, topics))
+
     async def topic_exists(self, topic: str) -> bool:
         return topic in await self.reader.topics()
 
@@ -505,8 +634,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def started(*workers: WorkerProcess) -> AsyncIterator[None]:
-    """Worker processes, ready (`until_ready`), stopped (SIGTERM) at the end."""
+async def started(
+    settings: Settings,
+    *workers: WorkerProcess,
+    roles: Callable[[WorkerProcess], Sequence[str]] = lambda w: [role_of(w.name)],
+) -> AsyncIterator[None]:
+    """Worker processes, ready (`until_ready`) and holding their groups' partitions
+    (`roles` names the consumer groups each runs), stopped (SIGTERM) at the end."""
     with_health_ports(list(workers))
     try:
         for worker in workers:
@@ -516,6 +650,8 @@ async def started(*workers: WorkerProcess) -> AsyncIterator[None]:
         except RuntimeError as exc:
             tails = "\n".join(w.log.read_text()[-2000:] for w in workers if w.log.exists())
             raise AssertionError(f"{exc}\n{tails}") from exc
+        groups = [role for w in workers for role in roles(w)]
+        await wait_assigned(settings.kafka, {settings.group_id(role): 1 for role in groups})
         yield
     finally:
         for worker in workers:

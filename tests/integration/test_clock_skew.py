@@ -1,13 +1,12 @@
 """Timers keep Redis's time, not an instance's (issue 12, clocks).
 
-Two orchestrators in one group whose clocks disagree by 30 s: one saves a step's
-timeout, the other claims timers. Whichever is off, the timeout must not fire before
-its real due time, so a participant that answers in time completes the saga.
+Two orchestrators of one group whose clocks disagree by an hour: one saves a step's
+timeout, then the other, alone, claims timers. Whichever is off, the timeout must not
+fire before its real due time, so a participant that answers in time completes the saga.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,10 +22,12 @@ from saga_worker.settings import Settings
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import (
+    PATIENT,
     SagaReader,
     ScriptedParticipants,
-    fast_fulfillment,
+    fail_reply,
     order,
+    prepare_topics,
     produce,
     reply_for,
     running_orchestrator,
@@ -35,11 +36,12 @@ from tests.integration.saga_support import (
 )
 from tests.services import Services
 
-# Long enough that the held reply, sent a few seconds in, is in time even across the
-# rebalance the second instance causes; far shorter than the skew.
-DEFINITION = fast_fulfillment(timeout=timedelta(seconds=10))
-SKEW = timedelta(seconds=30)
+# Far more than the step timeout (PATIENT), which no test run reaches: an instance that
+# judged due times by its own clock would fire the timeout at once.
+SKEW = 12 * PATIENT
 ON_TIME = timedelta(0)
+HELD = saga_id_for_order("o-1")  # the saga whose reservation the test answers itself
+MARKER = saga_id_for_order("o-marker")  # a saga whose retry the claimer must fire
 
 
 def clock_off_by(offset: timedelta) -> Callable[[], datetime]:
@@ -47,18 +49,23 @@ def clock_off_by(offset: timedelta) -> Callable[[], datetime]:
 
 
 def running(settings: Settings, offset: timedelta) -> Any:
-    return running_orchestrator(settings, DEFINITION, clock=clock_off_by(offset))
+    return running_orchestrator(settings, clock=clock_off_by(offset))
 
 
-def hold_reservations(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Every participant answers at once, but inventory: the test answers it."""
-    return [] if topic == t.RESERVE_ITEMS else [reply_for(topic, cmd)]
+def script(topic: str, cmd: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every participant answers at once, but inventory: the held saga's reservation
+    the test answers; the marker's first fails retryably and its second is held."""
+    if topic != t.RESERVE_ITEMS:
+        return [reply_for(topic, cmd)]
+    if cmd["saga_id"] == MARKER and cmd["attempt"] == 1:
+        return [fail_reply(cmd, "warehouse busy", retryable=True)]
+    return []
 
 
 @pytest.mark.parametrize(
     ("writer", "claimer"),
     [(ON_TIME, SKEW), (-SKEW, ON_TIME)],
-    ids=["a clock 30 s ahead claims", "a clock 30 s behind saves"],
+    ids=["a clock an hour ahead claims", "a clock an hour behind saves"],
 )
 async def test_a_step_timeout_never_fires_before_its_due_time_whatever_the_clocks(
     services: Services,
@@ -68,27 +75,41 @@ async def test_a_step_timeout_never_fires_before_its_due_time_whatever_the_clock
     claimer: timedelta,
 ) -> None:
     settings = settings_for(services, prefix)
-    participants = ScriptedParticipants(settings.kafka, prefix, hold_reservations)
-    saga_id = saga_id_for_order("o-1")
+    await prepare_topics(settings)
+    participants = ScriptedParticipants(settings.kafka, prefix, script)
     reader = SagaReader(redis_client, settings)
 
-    async def reservations() -> list[dict[str, Any]]:
-        return [c for topic, c in participants.commands if topic == t.RESERVE_ITEMS]
+    async def sent(saga_id: str) -> list[str]:
+        return participants.by_saga(saga_id)
 
-    async with running(settings, writer), participants.running():  # it creates the topics
-        await send_orders(settings.kafka, prefix, [order("o-1")])
-        # The only instance so far started the saga and saved the 10 s timeout.
-        (command, *_) = await assert_eventually(reservations, message="ReserveItems sent")
+    async with participants.running():
+        async with running(settings, writer):
+            await send_orders(settings.kafka, prefix, [order("o-1")])
+            # The writer started the saga and saved its timeout with its state.
+            await assert_eventually(lambda: sent(HELD), lambda s: s == [f"{t.RESERVE_ITEMS}#1"])
         async with running(settings, claimer):
-            # Both instances poll timers every 50 ms: give them a second of polls.
-            await asyncio.sleep(1)
+            # The claimer, alone now, fires a retry it scheduled itself: its timer task
+            # has polled since, when a claim by its own clock would have taken the held
+            # saga's timeout too.
+            await send_orders(settings.kafka, prefix, [order("o-marker")])
+            await assert_eventually(
+                lambda: sent(MARKER),
+                lambda s: f"{t.RESERVE_ITEMS}#2" in s,
+                message="the claimer fired the marker's retry",
+            )
             state = await reader.state("o-1")
             assert state is not None
             reserve = state.step("reserve_inventory")
             assert (reserve.status, reserve.attempt) == (StepStatus.PENDING, 1), state.history
-            # Inventory answers, seconds before the timeout is really due.
+            # Inventory answers, long before the timeout is really due.
+            command = next(c for _, c in participants.commands if c["saga_id"] == HELD)
             topic, body = reply_for(t.RESERVE_ITEMS, command)
-            await produce(settings.kafka, prefix + topic, orjson.dumps(body), saga_id.encode())
+            await produce(settings.kafka, prefix + topic, orjson.dumps(body), HELD.encode())
             done = await reader.wait_status("o-1", "completed")
     assert [e.detail for e in done.history if "timed out" in (e.detail or "")] == []
-    assert {c["attempt"] for c in await reservations()} == {1}
+    assert participants.by_saga(HELD) == [
+        f"{t.RESERVE_ITEMS}#1",
+        f"{t.PROCESS_PAYMENT}#1",
+        f"{t.CREATE_SHIPMENT}#1",
+        f"{t.SEND_ORDER_CONFIRMATION}#1",
+    ]

@@ -9,7 +9,7 @@ one, stock and money conserved.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +19,25 @@ from redis.asyncio import Redis
 from participants.app import NAMES, saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import DomainSnapshot, snapshot
+from participants.inventory import INVENTORY
 from participants.seed import SeedData, load_seed
 from saga_worker.engine.state import SagaState
-from saga_worker.runtime.worker_processes import WorkerProcess, settings_env
+from saga_worker.runtime.worker_processes import (
+    WorkerProcess,
+    settings_env,
+    until_ready,
+    with_health_ports,
+)
 from saga_worker.settings import Settings
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import wait_assigned, wait_caught_up
 from tests.integration.saga_support import (
     SagaReader,
     cli,
+    operator_retries_until_failed,
     order,
     prepare_topics,
+    role_of,
     send_orders,
     settings_for,
 )
@@ -40,6 +49,11 @@ BEANS = [{"sku": "sku-espresso-beans", "quantity": 2, "unit_price": 2490}]
 def shop_order(order_id: str, **changes: object) -> dict[str, object]:
     """An order the demo seed can serve: a known customer, stocked beans."""
     return order(order_id, **{"customer_id": "cust-001", "items": BEANS, **changes})
+
+
+# The timeout of what a test keeps silent. Every other step and compensation has one
+# no test run reaches (saga_support.PATIENT), so nothing else depends on speed.
+SHORT_MS = 1500
 
 
 @dataclass
@@ -64,6 +78,17 @@ class System:
             {saga_id_for_order(o) for o in failed},
         )
 
+    async def ready(self, *names: str) -> None:
+        """Until the named workers answer /readyz and hold every partition of their group."""
+        workers = [self.workers[n] for n in names]
+        try:
+            await until_ready(workers, within_s=90)
+        except RuntimeError as exc:
+            tails = "\n".join(w.log.read_text()[-2000:] for w in workers if w.log.exists())
+            raise AssertionError(f"{exc}\n{tails}") from exc
+        groups = {self.settings.group_id(role_of(n)): 1 for n in names}
+        await wait_assigned(self.settings.kafka, groups)
+
 
 @contextlib.asynccontextmanager
 async def system(
@@ -72,23 +97,29 @@ async def system(
     redis: Redis,
     tmp_path: Path,
     *,
-    step_timeout_ms: int = 1500,
+    silent_steps: Sequence[str] = (),
+    silent_compensations: bool = False,
     attempts: int = 2,
     knobs: Mapping[str, str] | None = None,
 ) -> AsyncIterator[System]:
+    """The orchestrator and the four participants as processes, ready before it yields.
+    `silent_steps` (and the compensations, if `silent_compensations`) time out after
+    SHORT_MS: the test keeps them unanswered."""
     settings = settings_for(services, prefix)
     await prepare_topics(settings)
     seeded = await load_seed(redis, prefix)
     env = {**settings_env(settings), "SAGA_PARTICIPANT_SEED": "7", **(knobs or {})}
+    timeouts = {
+        "TEST_STEP_ATTEMPTS": str(attempts),
+        "TEST_STEP_TIMEOUTS_MS": ",".join(f"{step}={SHORT_MS}" for step in silent_steps),
+    }
+    if silent_compensations:
+        timeouts["TEST_COMPENSATION_TIMEOUT_MS"] = str(SHORT_MS)
     workers = {
         "orchestrator": WorkerProcess(
             "orchestrator",
             (),
-            {
-                **env,
-                "TEST_STEP_TIMEOUT_MS": str(step_timeout_ms),
-                "TEST_STEP_ATTEMPTS": str(attempts),
-            },
+            {**env, **timeouts},
             tmp_path / "orchestrator.log",
             module="tests.integration.fast_orchestrator",
         ),
@@ -97,10 +128,13 @@ async def system(
             for name in NAMES
         },
     }
-    for worker in workers.values():
-        worker.start()
+    with_health_ports(list(workers.values()))
+    running = System(settings, redis, seeded, SagaReader(redis, settings), workers)
     try:
-        yield System(settings, redis, seeded, SagaReader(redis, settings), workers)
+        for worker in workers.values():
+            worker.start()
+        await running.ready(*workers)
+        yield running
     finally:
         for worker in workers.values():
             worker.stop()
@@ -165,7 +199,9 @@ async def test_a_step_that_never_answers_times_out_and_everything_is_undone(
     failed_step: str,
 ) -> None:
     knobs = {f"SAGA_{participant.upper()}_HANG_RATE": "1"}
-    async with system(services, prefix, redis_client, tmp_path, knobs=knobs) as s:
+    async with system(
+        services, prefix, redis_client, tmp_path, silent_steps=[failed_step], knobs=knobs
+    ) as s:
         await send_orders(s.settings.kafka, prefix, [shop_order("e-hang")])
         state = await s.ends("e-hang", "failed")
         problems = await s.conserved([], ["e-hang"])
@@ -209,15 +245,26 @@ async def test_unexpected_errors_are_retried_until_actions_and_compensations_suc
 async def test_a_compensation_that_gives_up_waits_for_an_operator_then_resumes(
     services: Services, prefix: str, redis_client: Redis, tmp_path: Path
 ) -> None:
-    async with system(services, prefix, redis_client, tmp_path) as s:
+    async with system(
+        services,
+        prefix,
+        redis_client,
+        tmp_path,
+        silent_steps=["reserve_inventory"],
+        silent_compensations=True,
+    ) as s:
         inventory = s.workers["inventory"]
         inventory.kill()  # neither the reservation nor its release is answered
         await send_orders(s.settings.kafka, prefix, [shop_order("e-op")])
         stuck = await s.ends("e-op", "needs_operator")
         inventory.start()  # the service is back; its queued commands settle
-        resumed = await cli(services, prefix, "retry", "e-op")
-        assert resumed.code == 0, resumed.err
-        state = await s.ends("e-op", "failed")
+        await s.ready("inventory")
+        inventory_topics = [s.settings.topics.physical(n) for n in INVENTORY.topics]
+        await wait_caught_up(
+            s.settings.kafka, {s.settings.group_id("participant.inventory"): inventory_topics}
+        )
+
+        state = await operator_retries_until_failed(services, prefix, s.reader, "e-op")
         problems = await s.conserved([], ["e-op"])
     assert "compensation" in (stuck.operator_reason or stuck.error or "")
     assert any(h.detail == "resumed by operator" for h in state.history)
@@ -229,9 +276,7 @@ async def test_abort_of_a_running_saga_compensates_it_in_every_participant(
     services: Services, prefix: str, redis_client: Redis, tmp_path: Path
 ) -> None:
     knobs = {"SAGA_SHIPPING_HANG_RATE": "1"}
-    async with system(
-        services, prefix, redis_client, tmp_path, step_timeout_ms=120_000, knobs=knobs
-    ) as s:
+    async with system(services, prefix, redis_client, tmp_path, knobs=knobs) as s:
         await send_orders(s.settings.kafka, prefix, [shop_order("e-abort")])
 
         async def waiting_on_shipping() -> bool:

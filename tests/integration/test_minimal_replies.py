@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -49,7 +48,7 @@ async def test_a_redelivered_minimal_failure_still_gets_its_step_compensated(
         return [reply_for(topic, cmd)]
 
     # three attempts, and timeouts no test run reaches: only the replies decide
-    definition = fast_fulfillment(timeout=timedelta(minutes=5), attempts=3)
+    definition = fast_fulfillment(attempts=3)
     settings = settings_for(services, prefix)
     scripted = ScriptedParticipants(settings.kafka, prefix, script)
     saga_id = saga_id_for_order("o-minimal")

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from participants.app import saga_id_for_order
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import wait_assigned
 from tests.integration.saga_support import (
     OrchestratorProcess,
     SagaReader,
@@ -20,8 +21,6 @@ from tests.integration.saga_support import (
     settings_for,
 )
 from tests.services import Services
-
-PATIENT = {"TEST_STEP_TIMEOUT_MS": str(5 * 60 * 1000)}  # no retry may blur the effect count
 
 
 async def supervise(procs: list[OrchestratorProcess], until: asyncio.Event) -> None:
@@ -38,12 +37,12 @@ async def supervise(procs: list[OrchestratorProcess], until: asyncio.Event) -> N
 async def test_killed_orchestrators_finish_every_saga_with_one_effect_each(
     services: Services, prefix: str, redis_client: Redis, point: str
 ) -> None:
-    settings = settings_for(services, prefix, saga_batch_size=5)
+    # A kill after the save leaves the batch's outbox to the sweeper of the next instance.
+    settings = settings_for(services, prefix, saga_batch_size=5, saga_outbox_sweep_after_s=1.0)
     await prepare_topics(settings)
     crashing = OrchestratorProcess(
         settings,
         {
-            **PATIENT,
             "SAGA_CRASH_POINT": point,
             "SAGA_CRASH_PROBABILITY": "0.25",  # at least one kill in ~24 batches: 1 - 0.75**24
             "SAGA_INSTANCE_ID": "orchestrator-1",  # a restart takes its partitions straight back
@@ -75,6 +74,7 @@ async def test_killed_orchestrators_finish_every_saga_with_one_effect_each(
     )
 
 
+SAGA = "OrderFulfillment"
 FORWARD_TOPICS = (
     "InventoryService.ReserveItems",
     "PaymentService.ProcessPayment",
@@ -89,7 +89,8 @@ async def test_two_instances_share_six_partitions_and_survive_one_stopping(
 ) -> None:
     settings = settings_for(services, prefix, saga_partitions=6)
     await prepare_topics(settings)
-    first, second = OrchestratorProcess(settings, PATIENT), OrchestratorProcess(settings, PATIENT)
+    first, second = OrchestratorProcess(settings), OrchestratorProcess(settings)
+    group = settings.group_id("orchestrator")
     orders = [f"p-{i}" for i in range(500)]
     scripted = ScriptedParticipants(settings.kafka, prefix)
     reader = SagaReader(redis_client, settings)
@@ -97,11 +98,22 @@ async def test_two_instances_share_six_partitions_and_survive_one_stopping(
         first.start()
         second.start()
         try:
+            await first.wait_ready()
+            await second.wait_ready()
+            # Both in the group, each holding partitions, before the first order.
+            await wait_assigned(settings.kafka, {group: 2})
             await send_orders(settings.kafka, prefix, [order(o) for o in orders])
             await assert_eventually(
                 lambda: reader.statuses(orders), lambda c: c["completed"] >= 250, within=120
             )
+            # Each read orders from its partitions of OrderCreated and started their sagas.
+            started = [
+                await p.metric("saga_worker_sagas_started_total", definition=SAGA)
+                for p in (first, second)
+            ]
+            assert all(n > 0 for n in started), started
             assert second.terminate() == 0  # SIGTERM: drains, commits, exits 0
+            await wait_assigned(settings.kafka, {group: 1})  # the first took every partition
             await assert_eventually(
                 lambda: reader.statuses(orders),
                 lambda c: c["completed"] == len(orders),

@@ -20,11 +20,12 @@ from saga_worker.wire import (
     header_value,
 )
 from schemas import topics as t
+from tests.integration.kafka_state import read_to_end, wait_caught_up
 from tests.integration.saga_support import (
     SagaReader,
     ScriptedParticipants,
+    inbound,
     order,
-    read_topic,
     running_orchestrator,
     send_orders,
     settings_for,
@@ -114,7 +115,9 @@ async def test_each_bad_record_is_dead_lettered_with_its_reason(
             await producer.stop()
         await send_orders(settings.kafka, prefix, [order("o-after")])
         await reader.wait_status("o-after", "completed")
-        letters = await read_topic(settings.kafka, prefix + t.DEAD_LETTER, expect=len(BAD_RECORDS))
+        # All read and committed, each batch after its dead letters: every letter is in.
+        await wait_caught_up(settings.kafka, inbound(settings, orchestrator=True))
+        letters = await read_to_end(settings.kafka, prefix + t.DEAD_LETTER)
 
     by_code = [(header_value(r.headers, DLQ_ERROR_CODE), uncut(r)) for r in letters]
     expected = [(code, value) for _, _, _, value, code in BAD_RECORDS]

@@ -7,12 +7,18 @@ from typing import Any
 from redis.asyncio import Redis
 
 from participants.app import saga_id_for_order
+from saga_worker.engine.decide import TIMEOUT, timer_id
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import read_to_end
 from tests.integration.saga_support import (
+    SHORT,
     SagaReader,
     ScriptedParticipants,
     fail_reply,
+    fast_fulfillment,
+    fire_now,
+    metric,
     order,
     read_topic,
     reply_for,
@@ -89,7 +95,9 @@ async def test_a_silent_step_is_retried_then_compensated_with_its_own_compensati
 
     settings = settings_for(services, prefix)
     scripted = ScriptedParticipants(settings.kafka, prefix, script)
-    async with running_orchestrator(settings), scripted.running():
+    # Only the silent step times out; every answered command has all the time it needs.
+    silent_payment = fast_fulfillment(timeouts={"process_payment": SHORT})
+    async with running_orchestrator(settings, silent_payment), scripted.running():
         await send_orders(settings.kafka, prefix, [order("o-3")])
         await SagaReader(redis_client, settings).wait_status("o-3", "failed")
     saga_id = saga_id_for_order("o-3")
@@ -131,14 +139,21 @@ async def test_duplicate_orders_and_replies_change_nothing(
 
     settings = settings_for(services, prefix)
     scripted = ScriptedParticipants(settings.kafka, prefix, script)
-    async with running_orchestrator(settings), scripted.running():
+    completed = prefix + t.FULFILLMENT_COMPLETED
+    async with running_orchestrator(settings) as worker, scripted.running():
         await send_orders(settings.kafka, prefix, [order("o-5"), order("o-5"), order("o-5")])
         reader = SagaReader(redis_client, settings)
         state = await reader.wait_status("o-5", "completed")
+        await read_topic(settings.kafka, completed, expect=1)  # its outcome is out
         await send_orders(settings.kafka, prefix, [order("o-5")])  # after the end, too
-        outcomes = await read_topic(
-            settings.kafka, prefix + t.FULFILLMENT_COMPLETED, expect=2, within=3
+        # Two copies of the start and one copy of each of the four replies before the
+        # end, one start after it: each was read and ignored, so none sent anything.
+        await assert_eventually(
+            lambda: _async(metric(worker, "saga_worker_events_ignored_total")),
+            lambda ignored: ignored == 7,
+            message="every duplicate read and ignored",
         )
+        outcomes = await read_to_end(settings.kafka, completed)
         after = await reader.state("o-5")
     saga_id = saga_id_for_order("o-5")
     assert scripted.by_saga(saga_id) == [
@@ -166,9 +181,18 @@ async def test_a_late_reply_to_an_earlier_attempt_changes_nothing(
 
     settings = settings_for(services, prefix)
     scripted = ScriptedParticipants(settings.kafka, prefix, script)
+    saga_id = saga_id_for_order("o-6")
     async with running_orchestrator(settings), scripted.running():
         await send_orders(settings.kafka, prefix, [order("o-6")])
+        await assert_eventually(
+            lambda: _async(scripted.by_saga(saga_id)),
+            lambda sent: sent == [f"{t.RESERVE_ITEMS}#1"],
+            message="attempt 1 sent",
+        )
+        # Attempt 1 times out now; attempt 2, answered, has all the time it needs.
+        await fire_now(redis_client, settings, saga_id, timer_id(TIMEOUT, "reserve_inventory", 1))
         state = await SagaReader(redis_client, settings).wait_status("o-6", "completed")
+    assert scripted.by_saga(saga_id)[:2] == [f"{t.RESERVE_ITEMS}#1", f"{t.RESERVE_ITEMS}#2"]
     assert state.error is None
     assert all(h.detail is None or "late" not in h.detail for h in state.history)
 

@@ -32,9 +32,7 @@ PATIENT_COMPENSATION = RetryPolicy(
     max_backoff=timedelta(milliseconds=200),
     jitter=0.0,
 )
-DEFINITION = dataclasses.replace(
-    fast_fulfillment(timeout=timedelta(seconds=3)), compensation_retry=PATIENT_COMPENSATION
-)
+DEFINITION = dataclasses.replace(fast_fulfillment(), compensation_retry=PATIENT_COMPENSATION)
 ENDED = {"completed", "failed"}
 
 

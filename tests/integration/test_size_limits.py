@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import random
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -38,11 +37,12 @@ from saga_worker.wire import (
 )
 from schemas import topics as t
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import read_to_end, wait_caught_up
 from tests.integration.saga_support import (
     SagaReader,
     ScriptedParticipants,
     cli,
-    fast_fulfillment,
+    inbound,
     one_error_line,
     prepare_topics,
     read_topic,
@@ -60,7 +60,6 @@ DLQ_ORIGINAL_SIZE = "dlq.original_size"
 DLQ_SHA256 = "dlq.sha256"
 BROKER_DEFAULT = 1_048_588  # message.max.bytes of a broker nobody configured
 GARBAGE = random.Random(12).randbytes(1_048_400)  # fits the broker, not UTF-8, not JSON
-DEFINITION = fast_fulfillment(timeout=timedelta(seconds=5))
 # What the sample's workers read: the orchestrator its start and reply topics, each
 # participant its command topics.
 INPUT_TOPICS = (t.ORDER_CREATED, *t.REPLY_TOPICS, *t.COMMAND_TOPICS)
@@ -110,6 +109,13 @@ class Running:
     orchestrator: Orchestrator
     participants: list[ParticipantWorker]
 
+    async def letters(self) -> list[Any]:
+        """Every dead letter, once each worker committed all it read (a batch is
+        committed after its dead letters are acknowledged): none is still to come."""
+        groups = inbound(self.settings, orchestrator=True, participants=self.participants)
+        await wait_caught_up(self.settings.kafka, groups, within=90)
+        return await read_to_end(self.settings.kafka, self.settings.topics.physical(t.DEAD_LETTER))
+
     async def saga_completes(self, order_id: str) -> None:
         await send_orders(
             self.settings.kafka, self.settings.saga_topic_prefix, [good_order(order_id)]
@@ -127,7 +133,7 @@ async def system(
     await prepare_topics(settings)
     await load_seed(redis_client, prefix, DEMO_SEED)
     async with (
-        running_orchestrator(settings, DEFINITION) as orchestrator,
+        running_orchestrator(settings) as orchestrator,
         running_participants(settings) as participants,
     ):
         yield Running(settings, SagaReader(redis_client, settings), orchestrator, participants)
@@ -140,9 +146,7 @@ async def test_garbage_near_the_brokers_limit_is_dead_lettered_cut_to_fit_and_no
     sources = INPUT_TOPICS
     await produce_all(s.kafka, [(s.topics.physical(n), b"k-1", GARBAGE) for n in sources])
 
-    letters = await read_topic(
-        s.kafka, s.topics.physical(t.DEAD_LETTER), expect=len(sources), within=60
-    )
+    letters = await system.letters()
 
     assert sorted(str(header_value(r.headers, DLQ_SOURCE_TOPIC)) for r in letters) == sorted(
         s.topics.physical(n) for n in sources
@@ -169,7 +173,7 @@ async def test_an_order_too_large_to_forward_fails_naming_the_size_and_leaves_no
     s = settings_for(services, prefix, saga_partitions=1)
     scripted = ScriptedParticipants(s.kafka, prefix)
     big = good_order("o-big")
-    async with running_orchestrator(s, DEFINITION) as orchestrator, scripted.running():
+    async with running_orchestrator(s) as orchestrator, scripted.running():
         reader = SagaReader(redis_client, s)
         # Accepted (under SAGA_MAX_MESSAGE_BYTES) but its commands, which carry the
         # order and the saga's own fields, would not be.
@@ -210,7 +214,7 @@ async def test_results_that_outgrow_the_limit_stop_the_saga_before_the_next_comm
         return [reply_for(topic, cmd)]
 
     scripted = ScriptedParticipants(s.kafka, prefix, big_results)
-    async with running_orchestrator(s, DEFINITION) as orchestrator, scripted.running():
+    async with running_orchestrator(s) as orchestrator, scripted.running():
         reader = SagaReader(redis_client, s)
         await send_orders(s.kafka, prefix, [good_order("o-grows")])
         state = await reader.wait_status("o-grows", "needs_operator")
@@ -279,7 +283,7 @@ async def test_a_lower_max_message_bytes_dead_letters_smaller_records_everywhere
             (s.topics.physical(t.RESERVE_ITEMS), b"s-mid", command_value),
         ],
     )
-    letters = await read_topic(s.kafka, s.topics.physical(t.DEAD_LETTER), expect=2, within=30)
+    letters = await system.letters()
     by_worker = {header_value(r.headers, DLQ_WORKER): r for r in letters}
     assert set(by_worker) == {"orchestrator", "participant.inventory"}
     for letter, original in (
@@ -343,9 +347,7 @@ async def test_every_input_topic_draws_each_line_where_the_limits_say(system: Ru
         await producer.stop()
 
     expected = len(INPUT_TOPICS) * len(cases)
-    letters = await read_topic(
-        s.kafka, s.topics.physical(t.DEAD_LETTER), expect=expected, within=60
-    )
+    letters = await system.letters()
 
     assert len(letters) == expected
     wanted = {key[:MAX_KEY_BYTES]: code for key, (_, code) in cases.items()}

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from examples.trip_booking import topics as trip_topics
 from examples.trip_booking.app import GATEWAY, TRIPS
+from examples.trip_booking.app import app as TRIP_APP
 from examples.trip_booking.bookings import BookingKeys, open_for_booking
+from examples.trip_booking.card_gateway import Charge
 from examples.trip_booking.itineraries import ItineraryKeys
 from examples.trip_booking.messages import TripBooked, TripFailed
 from participants.app import saga_id_for_order
@@ -38,11 +41,13 @@ from saga_worker.runtime.orchestrator import Orchestrator
 from saga_worker.runtime.run import participant_worker
 from schemas import topics as order_topics
 from tests.eventually import assert_eventually
+from tests.integration.kafka_state import wait_assigned
 from tests.integration.saga_support import (
     Run,
     cli,
     one_error_line,
     order,
+    role_of,
     send_orders,
     settings_for,
     started,
@@ -112,6 +117,13 @@ def two_sagas_process(settings: Settings, logs: Path, *command: str) -> WorkerPr
     )
 
 
+def roles_of(worker: WorkerProcess) -> list[str]:
+    """The roles (consumer groups) a worker process runs: `all` runs the whole app's."""
+    if worker.name == "all":
+        return ["orchestrator", *(f"participant.{n}" for n in TRIP_APP.participant_names)]
+    return [role_of(worker.name)]
+
+
 @contextlib.asynccontextmanager
 async def in_process(settings: Settings, *names: str) -> AsyncIterator[list[ParticipantWorker]]:
     """Participants of the app in this process (so the test can look at the card gateway)."""
@@ -126,6 +138,7 @@ async def in_process(settings: Settings, *names: str) -> AsyncIterator[list[Part
 
     try:
         await assert_eventually(all_started, within=30, message="participants started")
+        await wait_assigned(settings.kafka, {w.group_id: 1 for w in workers})
         yield workers
     finally:
         for w in workers:
@@ -145,6 +158,7 @@ async def orchestrating(settings: Settings) -> AsyncIterator[Orchestrator]:
 
     try:
         await assert_eventually(ready, within=30, message="orchestrator ready")
+        await wait_assigned(settings.kafka, {settings.group_id("orchestrator"): 1})
         yield worker
     finally:
         worker.stop()
@@ -245,14 +259,20 @@ async def test_trips_and_orders_complete_and_compensate_side_by_side_in_one_orch
     booked_id, declined_id = TRIPS.saga_id(booked), TRIPS.saga_id(declined)
     charge_key = f"{booked_id}/charge_card"
 
-    async with started(two_sagas_process(settings, tmp_path, "orchestrator")):
+    async with started(
+        settings, two_sagas_process(settings, tmp_path, "orchestrator"), roles=roles_of
+    ):
         # Nobody else has touched this prefix: the orchestrator made every topic of the app.
         made = await topics_in_kafka(settings.kafka)
         assert {prefix + name for name in TRIP_TOPICS} <= made
         assert prefix + order_topics.ORDER_CREATED in made
 
         async with (
-            started(two_sagas_process(settings, tmp_path, "participant", "bookings")),
+            started(
+                settings,
+                two_sagas_process(settings, tmp_path, "participant", "bookings"),
+                roles=roles_of,
+            ),
             in_process(settings, *ORDER_PARTICIPANTS, "cards", "itineraries"),
         ):
             await send_trips(
@@ -409,7 +429,7 @@ async def test_an_operator_aborts_a_trip_stuck_on_the_card_gateway_and_retries_a
 
 
 async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
-    services: Services, prefix: str, redis_client: Redis
+    services: Services, prefix: str, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(services, prefix)
     sagas = Sagas(redis_client, settings)
@@ -418,16 +438,21 @@ async def test_a_charge_retried_after_the_gateway_was_down_takes_the_money_once(
     saga_id = TRIPS.saga_id(trip_id)
     key = f"{saga_id}/charge_card"
 
-    async def charge_calls() -> int:
-        return GATEWAY.charge_calls[key]
+    real_charge = GATEWAY.charge
 
-    async with orchestrating(settings), in_process(settings, "bookings", "cards", "itineraries"):
-        GATEWAY.down = True
+    async def down_for_the_first_call(
+        card: str, amount: int, currency: str, *, idempotency_key: str
+    ) -> Charge:
+        # Down for exactly this trip's first charge, however soon the retry comes.
+        GATEWAY.down = idempotency_key == key and GATEWAY.charge_calls[key] == 0
         try:
-            await send_trips(settings.kafka, prefix, [trip(trip_id)])
-            await assert_eventually(charge_calls, lambda n: n >= 1, message="the first try")
+            return await real_charge(card, amount, currency, idempotency_key=idempotency_key)
         finally:
             GATEWAY.down = False
+
+    monkeypatch.setattr(GATEWAY, "charge", down_for_the_first_call)
+    async with orchestrating(settings), in_process(settings, "bookings", "cards", "itineraries"):
+        await send_trips(settings.kafka, prefix, [trip(trip_id)])
         done = await sagas.wait(saga_id, "completed")
 
     assert done.step("charge_card").attempt == 2  # the saga retried the transient failure
@@ -443,7 +468,7 @@ async def test_the_trip_example_runs_as_the_readme_says(
     assert requests[0] == "python"
     settings = settings_for(services, prefix)
     worker = WorkerProcess("all", tuple(workers[1:]), worker_env(settings), tmp_path / "all.log")
-    async with started(worker):
+    async with started(settings, worker, roles=roles_of):
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             *requests[1:],

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from participants.app import saga_id_for_order
+from participants.app import NAMES, saga_id_for_order
 from saga_worker import SagaState, SagaStatus, StepStatus, WorkerProcess
 from saga_worker.runtime.kafka_clients import KafkaConnection
 from saga_worker.runtime.worker_processes import settings_env
@@ -17,11 +17,14 @@ from saga_worker.wire import DLQ_ERROR_CODE, DLQ_REASON, header_value
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.long_running import (
+    CUSTOMER_PAYMENTS,
     DEFAULT_DECISION,
+    all_of_a_customer,
     approvals,
     defaulting,
     expiring,
     families,
+    one_per_customer,
 )
 from tests.integration.saga_support import (
     ROOT,
@@ -34,6 +37,7 @@ from tests.integration.saga_support import (
     produce,
     read_topic,
     reply_for,
+    role_of,
     running_orchestrator,
     send_orders,
     settings_for,
@@ -339,7 +343,8 @@ async def test_the_approval_example_runs_as_the_readme_says(
     reader = SagaReader(redis_client, settings)
     order_id = show[-1]
     worker = WorkerProcess("all", tuple(workers[1:]), worker_env(settings), tmp_path / "all.log")
-    async with started(worker):
+    sample = ["orchestrator", *(role_of(name) for name in NAMES)]
+    async with started(settings, worker, roles=lambda _: sample):
         for command in (seed, orders):
             assert command[:3] == ["python", "-m", "participants"]
             ran = await cli(services, prefix, *command[3:], module="participants")
@@ -352,3 +357,35 @@ async def test_the_approval_example_runs_as_the_readme_says(
     assert signalled.code == 0, signalled.err
     assert done.step("approval").result == {"approved": True, "approver": "you"}
     assert done.step("process_payment").status is StepStatus.SUCCEEDED
+
+
+async def test_an_event_naming_several_sagas_needs_many_and_an_unmatched_one_may_be_normal(
+    services: Services, prefix: str, redis_client: Redis
+) -> None:
+    settings = settings_for(services, prefix)
+    scripted = ScriptedParticipants(settings.kafka, prefix)
+    reader = SagaReader(redis_client, settings)
+    same_customer = [order(o, customer_id="cust-7") for o in ("a", "b")]
+    topic = settings.topics.physical(CUSTOMER_PAYMENTS)
+    paid = orjson.dumps({"customer_id": "cust-7", "amount": 5000})
+    async with running_orchestrator(settings, app=one_per_customer), scripted.running():
+        await send_orders(settings.kafka, prefix, same_customer)
+        for order_id in ("a", "b"):
+            await assert_eventually(
+                lambda o=order_id: reader.state(o),  # type: ignore[misc]
+                lambda s: s is not None and s.step("paid").status is StepStatus.PENDING,
+                within=30,
+            )
+        # nobody's payment is normal here (ignored); the ambiguous one behind it is not
+        stranger = orjson.dumps({"customer_id": "cust-0", "amount": 1})
+        await produce(settings.kafka, topic, stranger, key=b"payments")
+        await produce(settings.kafka, topic, paid, key=b"payments")
+        (letter,) = await dead_letters(settings.kafka, prefix, expect=1)
+    assert header_value(letter.headers, DLQ_ERROR_CODE) == "ambiguous_correlation"
+    assert "2 sagas wait at paid" in (header_value(letter.headers, DLQ_REASON) or "")
+
+    async with running_orchestrator(settings, app=all_of_a_customer), scripted.running():
+        await produce(settings.kafka, topic, paid, key=b"payments")
+        for order_id in ("a", "b"):
+            done = await reader.wait_status(order_id, "completed")
+            assert done.step("paid").result == {"customer_id": "cust-7", "amount": 5000}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import redis.asyncio as aioredis
 
@@ -16,7 +15,6 @@ from participants.shipping import shipping_participant
 from tests.integration.foreign_payment import ForeignPayment
 from tests.integration.saga_support import (
     SagaReader,
-    fast_fulfillment,
     order,
     prepare_topics,
     running_orchestrator,
@@ -39,9 +37,8 @@ async def test_sagas_complete_and_compensate_through_a_minimal_foreign_participa
     try:
         # kafka-python joins its group in its own time; no order goes out before.
         assert await asyncio.to_thread(foreign.assigned.wait, 60)
-        patient = fast_fulfillment(timeout=timedelta(seconds=10))
         ours = (INVENTORY, shipping_participant(), NOTIFICATION)
-        async with running_orchestrator(settings, patient), running_participants(settings, ours):
+        async with running_orchestrator(settings), running_participants(settings, ours):
             await send_orders(
                 settings.kafka,
                 prefix,

@@ -291,8 +291,31 @@ def test_waits_and_children_add_their_topics_and_children_must_be_run_by_the_app
     assert "loan.Decisions" in app.orchestrator_topics()
     assert [(d.name, s.name) for d, s in app.waits_on("loan.Decisions")] == [("Loan", "approval")]
     assert app.waits_on("loan.Done") == ()
+    assert None not in app.orchestrator_topics()
+    started = decide(None, StartSaga("l", {}), datetime(2025, 1, 1, tzinfo=UTC), waiting).state
+    assert started is not None
+    assert app.business_key(started) is None  # a child-only type has no business key
     with pytest.raises(DefinitionError, match="starts child sagas Payout, which app 'loans'"):
         app.check_children()
-    with pytest.raises(DefinitionError, match="give start_topic, start_model and business_key"):
+    twice = SagaDefinition(
+        name="Twice",
+        version=1,
+        stages=(
+            ChildSaga("a", "Aa", kind=StepKind.PIVOT),
+            ChildSaga("b", "Bb", kind=StepKind.RETRIABLE),
+        ),
+        completed_topic="t.Done",
+        failed_topic="t.Failed",
+    )
+    two = App("two")
+    two.saga(twice)
+    with pytest.raises(DefinitionError, match="starts child sagas Aa, Bb, which"):
+        two.check_children()
+    with pytest.raises(
+        DefinitionError,
+        match="give start_topic, start_model and business_key together, or none of them for a "
+        "saga started only as a child",
+    ):
         App("half").saga(waiting, start_topic="loan.Requested")
+    assert App("empty").registry.versions("Loan") == ()
     assert App("empty").orchestrator_inbound() == (t.START_REQUESTED, *t.REPLY_TOPICS)

@@ -164,6 +164,8 @@ def test_invalid_definitions_are_rejected_with_a_clear_message(build: Any, messa
 def test_registry_pins_versions() -> None:
     v1 = saga(comp("a"), name="S", version=1)
     v2 = saga(comp("a"), comp("b"), name="S", version=2)
+    v3 = saga(comp("a"), comp("c"), name="S", version=3)
+    assert DefinitionRegistry([v1, v2, v3]).latest("S") is v3
     registry = DefinitionRegistry([v1, v2])
     assert registry.get("S", 1) is v1
     assert registry.get("S", 2) is v2

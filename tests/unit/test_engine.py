@@ -22,7 +22,7 @@ from saga_worker.engine.decide import (
     decide,
     parse_timer_id,
 )
-from saga_worker.engine.definition import WIRE_MAX_ATTEMPT, SagaDefinition, Step
+from saga_worker.engine.definition import WIRE_MAX_ATTEMPT, Parallel, SagaDefinition, Step
 from saga_worker.engine.events import (
     CompensationSucceeded,
     Event,
@@ -1201,3 +1201,37 @@ def test_a_second_trim_counts_what_the_first_marker_stood_for() -> None:
         None,
         "6 entries dropped",
     )
+
+
+def test_failing_a_stage_stops_the_retry_its_other_step_was_waiting_for() -> None:
+    slow_retry = RetryPolicy(max_attempts=3, initial_backoff=timedelta(seconds=5), jitter=0.0)
+    definition = SagaDefinition(
+        name="Pair",
+        version=1,
+        stages=(
+            Step("first", "First", "UndoFirst"),
+            Parallel(
+                Step("a", "A", "UndoA", retry=slow_retry),
+                Step("b", "B", "UndoB"),
+            ),
+        ),
+        completed_topic="Done",
+        failed_topic="Failed",
+    )
+    harness = SagaHarness(
+        definition,
+        {
+            "a": StepScript(attempts=(Fail("busy", retryable=True),)),
+            "b": StepScript(attempts=(Fail("no", retryable=False, delay=timedelta(seconds=1)),)),
+        },
+    )
+    harness.run_saga("s-1", {})
+    (failing,) = [
+        entry
+        for entry in harness.log
+        if isinstance(entry.event, StepFailed) and entry.event.step == "b"
+    ]
+    assert TimerCancel("r:a:1") in failing.decision.timers
+    assert failing.decision.state is not None
+    assert "r:a:1" not in failing.decision.state.timers
+    assert harness.state("s-1").status is SagaStatus.FAILED

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
 from saga_worker.errors import EffectStoreUnavailableError
@@ -423,3 +425,36 @@ async def test_the_worker_settles_each_kind_of_participant_with_its_own_store() 
         await redis.aclose()
     assert isinstance(handler, HandlerStore)
     assert isinstance(script, EffectStore)
+
+
+async def test_a_handler_runs_in_a_span_of_the_saga_trace_so_its_own_spans_join_it(
+    recorded_spans: InMemorySpanExporter,
+) -> None:
+    """A handler's own span (or an instrumented client's) is a child of the command's
+    span, itself a child of the traceparent the command carried."""
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    user_tracer = trace.get_tracer("the-users-gateway-client")
+
+    async def charge(command: Charge, key: str) -> JsonObject:
+        with user_tracer.start_as_current_span("POST /charges"):
+            return {"receipt": key}
+
+    participant = HandlerParticipant(
+        name="gateway", routes={CHARGE: Handler(Charge, Kind.ACTION, charge)}
+    )
+    command = pending(CHARGE)
+    traced = Pending(
+        command.command,
+        CHARGE,
+        Kind.ACTION,
+        Apply(),
+        traceparent=f"00-{trace_id}-{parent_id}-01",
+    )
+    await HandlerStore(participant, MemoryStepRecords(), "p:").settle([traced])
+    spans = {s.name: s for s in recorded_spans.get_finished_spans()}
+    handler_span, client_span = spans[f"gateway {CHARGE} handler"], spans["POST /charges"]
+    assert handler_span.parent is not None
+    assert client_span.parent is not None
+    assert handler_span.parent.span_id == int(parent_id, 16)
+    assert client_span.parent.span_id == handler_span.context.span_id
+    assert client_span.context.trace_id == int(trace_id, 16)

@@ -5,6 +5,10 @@ started under the old code could take another path. If the change is
 intended, re-record and review the diff of tests/unit/histories/*.json:
 
     RECORD_HISTORIES=1 .venv/bin/pytest tests/unit/test_histories.py
+
+Recording writes the files and fails every replay test, saying what it wrote: a
+replay of what was just recorded would prove nothing. Run again without
+RECORD_HISTORIES to check the new recordings.
 """
 
 from __future__ import annotations
@@ -128,12 +132,28 @@ def record(name: str) -> dict[str, Any]:
     }
 
 
+def write_recording(name: str) -> str:
+    """Records the scenario into its file; says whether that changed the file."""
+    path = HISTORIES / f"{name}.json"
+    fresh = orjson.dumps(record(name), option=orjson.OPT_INDENT_2) + b"\n"
+    before = path.read_bytes() if path.exists() else None
+    HISTORIES.mkdir(exist_ok=True)
+    path.write_bytes(fresh)
+    if before is None:
+        return f"recorded {path} (new)"
+    return f"recorded {path} ({'changed' if before != fresh else 'unchanged'})"
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_recorded_history_replays_identically(name: str) -> None:
-    path = HISTORIES / f"{name}.json"
     if RECORD:
-        HISTORIES.mkdir(exist_ok=True)
-        path.write_bytes(orjson.dumps(record(name), option=orjson.OPT_INDENT_2) + b"\n")
+        # Never replayed against what was just written: that would pass whatever decide does.
+        pytest.fail(
+            f"{write_recording(name)}; RECORD_HISTORIES=1 checks nothing: review the diff, "
+            "then run without it",
+            pytrace=False,
+        )
+    path = HISTORIES / f"{name}.json"
     recorded = orjson.loads(path.read_bytes())
     assert tuple(recorded["definition"]) == ORDER_FULFILLMENT.key
     state: SagaState | None = None
@@ -147,3 +167,19 @@ def test_recorded_history_replays_identically(name: str) -> None:
         state = decision.state
     assert state is not None
     assert state.status.value == recorded["final_status"]
+
+
+def test_recording_writes_the_files_and_passes_no_replay(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(f"{__name__}.RECORD", True)
+    monkeypatch.setattr(f"{__name__}.HISTORIES", tmp_path)
+    for expected in ("new", "unchanged"):
+        with pytest.raises(pytest.fail.Exception, match=f"happy_path.json \\({expected}\\)"):
+            test_recorded_history_replays_identically("happy_path")
+    assert orjson.loads((tmp_path / "happy_path.json").read_bytes()) == orjson.loads(
+        orjson.dumps(record("happy_path"))
+    )
+    (tmp_path / "happy_path.json").write_bytes(b"{}")
+    with pytest.raises(pytest.fail.Exception, match="changed"):
+        test_recorded_history_replays_identically("happy_path")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import platform
 from datetime import UTC, datetime, timedelta
 
+import saga_worker
 from participants.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.engine.decide import RETRY, decide, timer_id
 from saga_worker.engine.events import (
@@ -18,6 +20,7 @@ from saga_worker.engine.state import SagaState
 from saga_worker.observability.metrics import (
     OrchestratorMetrics,
     ParticipantMetrics,
+    WorkerMetrics,
     render_together,
 )
 from saga_worker.participant.protocol import Compensated, Completed, Failed
@@ -51,26 +54,28 @@ class Walk:
 def test_a_saga_that_retries_then_fails_is_counted_with_its_durations() -> None:
     w = Walk()
     w.apply(StartSaga("s1", ORDER_DATA), 0)
-    assert w.value("sagas_started_total", **NAME) == 1
+    assert w.value("saga_worker_sagas_started_total", **NAME) == 1
     w.apply(StepSucceeded("reserve_inventory"), 0.25)
     reserved = {**NAME, "step": "reserve_inventory"}
-    assert w.value("saga_step_duration_seconds_sum", **reserved, outcome="succeeded") == 0.25
+    assert w.value("saga_worker_step_duration_seconds_sum", **reserved, outcome="succeeded") == 0.25
     w.apply(StepFailed("process_payment", "busy", retryable=True), 1.0)
     paid = {**NAME, "step": "process_payment"}
-    assert w.value("saga_step_duration_seconds_sum", **paid, outcome="failed") == 0.75
-    assert w.value("saga_step_retries_total", **paid) == 0
+    assert w.value("saga_worker_step_duration_seconds_sum", **paid, outcome="failed") == 0.75
+    assert w.value("saga_worker_step_retries_total", **paid) == 0
     w.apply(TimerFired(timer_id(RETRY, "process_payment", 1)), 3.0)
-    assert w.value("saga_step_retries_total", **paid) == 1
+    assert w.value("saga_worker_step_retries_total", **paid) == 1
     w.apply(StepFailed("process_payment", "declined", retryable=False), 3.5)
-    assert w.value("saga_step_duration_seconds_count", **paid, outcome="failed") == 2
-    assert w.value("saga_step_duration_seconds_sum", **paid, outcome="failed") == 1.25
-    assert w.value("sagas_failed_total", **NAME) == 0
+    assert w.value("saga_worker_step_duration_seconds_count", **paid, outcome="failed") == 2
+    assert w.value("saga_worker_step_duration_seconds_sum", **paid, outcome="failed") == 1.25
+    assert w.value("saga_worker_sagas_failed_total", **NAME) == 0
     w.apply(CompensationSucceeded("reserve_inventory"), 4.0)
-    assert w.value("saga_step_duration_seconds_sum", **reserved, outcome="compensated") == 0.5
-    assert w.value("sagas_failed_total", **NAME) == 1
-    assert w.value("saga_duration_seconds_sum", **NAME, status="failed") == 4.0
-    assert w.value("sagas_started_total", **NAME) == 1
-    assert w.value("sagas_completed_total", **NAME) == 0
+    assert (
+        w.value("saga_worker_step_duration_seconds_sum", **reserved, outcome="compensated") == 0.5
+    )
+    assert w.value("saga_worker_sagas_failed_total", **NAME) == 1
+    assert w.value("saga_worker_saga_duration_seconds_sum", **NAME, status="failed") == 4.0
+    assert w.value("saga_worker_sagas_started_total", **NAME) == 1
+    assert w.value("saga_worker_sagas_completed_total", **NAME) == 0
 
 
 def test_a_completed_saga_is_counted_once_with_its_duration() -> None:
@@ -78,19 +83,19 @@ def test_a_completed_saga_is_counted_once_with_its_duration() -> None:
     w.apply(StartSaga("s1", ORDER_DATA), 0)
     for n, step in enumerate(ORDER_FULFILLMENT.steps, start=1):
         w.apply(StepSucceeded(step), n)
-    assert w.value("sagas_completed_total", **NAME) == 1
-    assert w.value("saga_duration_seconds_sum", **NAME, status="completed") == 4.0
-    assert w.value("saga_duration_seconds_count", **NAME, status="completed") == 1
-    assert w.value("saga_step_retries_total", **NAME, step="reserve_inventory") == 0
+    assert w.value("saga_worker_sagas_completed_total", **NAME) == 1
+    assert w.value("saga_worker_saga_duration_seconds_sum", **NAME, status="completed") == 4.0
+    assert w.value("saga_worker_saga_duration_seconds_count", **NAME, status="completed") == 1
+    assert w.value("saga_worker_step_retries_total", **NAME, step="reserve_inventory") == 0
 
 
 def test_a_write_that_changed_no_step_observes_no_step() -> None:
     w = Walk()
     state = w.apply(StartSaga("s1", ORDER_DATA), 0)
     w.metrics.saga(state, state, ORDER_FULFILLMENT)
-    assert w.value("sagas_started_total", **NAME) == 1
+    assert w.value("saga_worker_sagas_started_total", **NAME) == 1
     reserved = {**NAME, "step": "reserve_inventory", "outcome": "succeeded"}
-    assert w.value("saga_step_duration_seconds_count", **reserved) == 0
+    assert w.value("saga_worker_step_duration_seconds_count", **reserved) == 0
 
 
 def test_participant_outcomes_have_stable_labels() -> None:
@@ -105,7 +110,7 @@ def test_participant_outcomes_have_stable_labels() -> None:
     labels = {"participant": "payment", "topic": "PaymentService.ProcessPayment"}
     for label in ("completed", "compensated", "failed", "error"):
         found = metrics.registry.get_sample_value(
-            "saga_participant_commands_total", {**labels, "outcome": label}
+            "saga_worker_participant_commands_total", {**labels, "outcome": label}
         )
         assert found == 1, label
 
@@ -114,11 +119,11 @@ def test_workers_in_one_process_count_apart() -> None:
     first, second = OrchestratorMetrics(), OrchestratorMetrics()
     first.batch(3)
     labels = {"worker": "orchestrator"}
-    assert first.registry.get_sample_value("saga_batch_records_count", labels) == 1
-    assert second.registry.get_sample_value("saga_batch_records_count", labels) == 0
+    assert first.registry.get_sample_value("saga_worker_batch_records_count", labels) == 1
+    assert second.registry.get_sample_value("saga_worker_batch_records_count", labels) == 0
     text = first.render().decode()
-    assert "# TYPE saga_dead_letters_total counter" in text
-    assert "# TYPE saga_batch_records histogram" in text
+    assert "# TYPE saga_worker_dead_letters_total counter" in text
+    assert "# TYPE saga_worker_batch_records histogram" in text
 
 
 def test_workers_sharing_a_process_expose_each_family_once_with_every_worker() -> None:
@@ -129,8 +134,47 @@ def test_workers_sharing_a_process_expose_each_family_once_with_every_worker() -
 
     text = render_together([orchestrator.registry, payment.registry]).decode()
 
-    assert text.count("# TYPE saga_batch_records histogram") == 1
-    assert 'saga_batch_records_count{worker="orchestrator"} 1.0' in text
-    assert 'saga_batch_records_count{worker="participant.payment"} 1.0' in text
+    assert text.count("# TYPE saga_worker_batch_records histogram") == 1
+    assert 'saga_worker_batch_records_count{worker="orchestrator"} 1.0' in text
+    assert 'saga_worker_batch_records_count{worker="participant.payment"} 1.0' in text
     lines = text.splitlines()
     assert len([x for x in lines if x.startswith("process_start_time_seconds ")]) == 1
+
+
+def test_every_worker_says_its_build_and_how_long_since_its_last_batch() -> None:
+    now = [100.0]
+    metrics = WorkerMetrics("participant.payment", clock=lambda: now[0])
+    labels = {"worker": "participant.payment"}
+    now[0] = 107.5
+    assert metrics.registry.get_sample_value("saga_worker_seconds_since_last_batch", labels) == 7.5
+    metrics.batch(3)
+    now[0] = 108.0
+    assert metrics.registry.get_sample_value("saga_worker_seconds_since_last_batch", labels) == 0.5
+    build = {"version": saga_worker.__version__, "python": platform.python_version()}
+    assert metrics.registry.get_sample_value("saga_worker_build_info", build) == 1
+
+
+def test_redis_wide_gauges_are_labelled_by_their_measurer_and_dropped_when_another_measures() -> (
+    None
+):
+    metrics = OrchestratorMetrics()
+    metrics.measured("orch-a", 2, 5, {"completed": 7, "pending": 1})
+    value = metrics.registry.get_sample_value
+    assert value("saga_worker_outbox_backlog", {"measured_by": "orch-a"}) == 2
+    assert value("saga_worker_timer_backlog", {"measured_by": "orch-a"}) == 5
+    assert value("saga_worker_sagas", {"status": "completed", "measured_by": "orch-a"}) == 7
+    metrics.not_measuring()
+    text = metrics.render().decode()
+    assert "saga_worker_outbox_backlog{" not in text
+    assert "saga_worker_sagas{" not in text
+
+
+def test_every_metric_is_under_one_prefix() -> None:
+    names = {
+        family.name
+        for m in (OrchestratorMetrics(), ParticipantMetrics("participant.p", "p"))
+        for family in m.registry.collect()
+    }
+    ours = {n for n in names if not n.startswith(("process_", "python_"))}
+    assert ours
+    assert all(n.startswith("saga_worker_") for n in ours), sorted(ours)

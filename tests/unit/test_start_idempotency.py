@@ -250,7 +250,7 @@ def test_repeated_starts_are_counted_by_saga_type() -> None:
     metrics = OrchestratorMetrics()
     metrics.repeated_starts(["OrderFulfillment", "OrderFulfillment"])
     text = metrics.render().decode()
-    assert 'saga_starts_repeated_total{definition="OrderFulfillment"} 2.0' in text
+    assert 'saga_worker_starts_repeated_total{definition="OrderFulfillment"} 2.0' in text
 
 
 def test_start_markers_are_kept_90_days_unless_told() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -13,12 +14,15 @@ from saga_worker.engine.decide import (
     REPLY_COMPENSATED,
     REPLY_COMPLETED,
     REPLY_FAILED,
+    TimerCancel,
+    TimerSet,
     child_saga_id,
     command_id,
     compensation_id,
     decide,
 )
 from saga_worker.engine.definition import (
+    DEFAULT_CHILD_TIMEOUT,
     START_REQUESTED_TOPIC,
     ChildSaga,
     SagaDefinition,
@@ -34,6 +38,7 @@ from saga_worker.engine.events import (
     StepSucceeded,
 )
 from saga_worker.engine.harness import Fail, SagaHarness, StepScript, Succeed
+from saga_worker.engine.retry import RetryPolicy
 from saga_worker.engine.state import SagaState, SagaStatus, StepStatus
 from saga_worker.errors import DefinitionError
 from saga_worker.wire import topics as wire_topics
@@ -53,8 +58,7 @@ def approval(**options: Any) -> Step:
         topic="Approvals",
         correlate="order_id",
         deadline=DEADLINE,
-        rejects=rejected,
-        **options,
+        **{"rejects": rejected, **options},
     )
 
 
@@ -203,6 +207,9 @@ def test_a_wait_after_the_pivot_that_expires_needs_an_operator_who_reopens_it() 
     harness.run()
     state = harness.state(SID)
     assert state.status is SagaStatus.NEEDS_OPERATOR
+    assert state.operator_reason is not None
+    assert "deadline passed" in state.operator_reason
+    assert SagaState.from_dict(state.to_dict()) == state  # the operator's reason too
     harness.apply(SID, OperatorRetry())
     assert harness.state(SID).step("delivered").status is StepStatus.PENDING
     harness.signal(SID, "delivered", {"at": "door"})
@@ -353,3 +360,209 @@ def test_bad_waits_and_children_are_refused_in_their_own_words(build: Any, messa
 def test_a_definition_lists_its_waits_and_the_saga_types_it_starts() -> None:
     assert [s.name for s in loan(approval()).waits] == ["approval"]
     assert trip().child_types == ("BookFlights", "CancelFlights")
+
+
+# -- exactly what is recorded and sent -------------------------------------------------
+
+
+def history(state: SagaState) -> list[tuple[str, str | None, str | None]]:
+    return [(h.event, h.step, h.detail) for h in state.history]
+
+
+def test_each_way_a_wait_ends_is_written_in_the_history() -> None:
+    skipped = started(loan(approval(when=lambda data: False)))
+    skipped.run()
+    assert (
+        "StepSucceeded",
+        "approval",
+        "wait skipped: its condition does not hold",
+    ) in history(skipped.state(SID))
+
+    early = started(loan(approval()), reserve=StepScript(then=Succeed(delay=timedelta(seconds=5))))
+    early.signal(SID, "approval", {"approved": True})
+    early.step_once()
+    assert history(early.state(SID))[-1] == (
+        "EventArrived",
+        "approval",
+        "event kept until the saga gets to this wait",
+    )
+
+    arrived = started(loan(approval()))
+    arrived.run_until(arrived.clock.now + timedelta(seconds=1))
+    arrived.signal(SID, "approval", {"approved": True})
+    arrived.step_once()
+    assert ("EventArrived", "approval", "event arrived") in history(arrived.state(SID))
+
+    defaulted = started(loan(approval(default={"approved": True})))
+    defaulted.run()
+    assert ("TimerFired", "approval", "deadline passed: the default is the result") in history(
+        defaulted.state(SID)
+    )
+
+
+def test_a_last_stage_of_skipped_waits_completes_the_saga_in_its_name() -> None:
+    definition = SagaDefinition(
+        name="Tail",
+        version=1,
+        stages=(
+            Step("pay", "Pay", kind=StepKind.PIVOT),
+            approval(when=lambda data: False, kind=StepKind.RETRIABLE),
+        ),
+        completed_topic="Done",
+        failed_topic="Failed",
+    )
+    harness = started(definition)
+    harness.run()
+    state = harness.state(SID)
+    assert state.status is SagaStatus.COMPLETED
+    assert (state.history[-1].step, state.history[-1].detail) == ("approval", None)
+
+
+def test_taking_an_event_stops_the_deadline() -> None:
+    harness = started(loan(approval()))
+    harness.run_until(harness.clock.now + timedelta(seconds=1))
+    deadline = "t:approval:1"
+    assert deadline in harness.state(SID).timers
+    decision = harness.apply(SID, EventArrived("approval", {"approved": True}))
+    assert TimerCancel(deadline) in decision.timers
+    assert deadline not in harness.state(SID).timers
+
+
+def test_a_rejected_wait_keeps_the_event_and_why_and_is_never_retried() -> None:
+    retrying = Step(
+        "approval",
+        "Approvals",
+        timeout=DEADLINE,
+        retry=RetryPolicy(max_attempts=3),
+        wait=approval().wait,
+    )
+    for definition in (loan(approval()), loan(retrying)):
+        harness = started(definition)
+        harness.run_until(harness.clock.now + timedelta(seconds=1))
+        harness.signal(SID, "approval", {"approved": False})
+        harness.step_once()
+        step = harness.state(SID).step("approval")
+        assert step == replace(
+            step,
+            status=StepStatus.FAILED,
+            result={"approved": False},
+            error="rejected by the event on Approvals",
+            early=None,
+            attempt=1,
+        )
+        assert harness.state(SID).status is SagaStatus.COMPENSATING
+
+        expiring = started(definition)
+        expiring.run_until(expiring.clock.now + DEADLINE + timedelta(seconds=1))
+        step = expiring.state(SID).step("approval")
+        assert (step.status, step.attempt) == (StepStatus.FAILED, 1)
+        assert step.error == "deadline passed: no event on Approvals within 4:00:00"
+
+
+def test_a_rejects_that_raises_inside_decide_fails_the_wait_saying_so() -> None:
+    def broken(event: Mapping[str, Any]) -> bool:
+        raise KeyError("approved")
+
+    harness = started(loan(approval(rejects=broken)))
+    harness.run_until(harness.clock.now + timedelta(seconds=1))
+    harness.signal(SID, "approval", {})
+    harness.step_once()
+    step = harness.state(SID).step("approval")
+    assert step.status is StepStatus.FAILED
+    assert step.error == "wait approval: rejects() raised KeyError('approved')"
+
+
+def test_the_dsl_defaults_of_waits_and_children() -> None:
+    wait = Wait("w", topic="T", correlate="k", deadline=DEADLINE).wait
+    assert wait is not None
+    assert (wait.many, wait.ignore_unmatched, wait.data_field) == (False, False, "k")
+    assert approval().policy.max_attempts == 1
+    pivot = ChildSaga("c", "Other", kind=StepKind.PIVOT)
+    assert pivot.compensation_topic is None
+    assert pivot.policy.max_attempts == 1
+    assert ChildSaga("c", "Other", compensation_saga="Undo").compensation_topic == (
+        START_REQUESTED_TOPIC
+    )
+    assert child_saga_id("p:s:a1") == "b81af2a4-1f46-bf64-8b7e-bff2d68ad70d"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: Step("x", "T", wait=approval().wait, child=trip().steps["flights"].child),
+            "step 'x' cannot both wait and run a child saga",
+        ),
+        (
+            lambda: Wait("w", topic="T", correlate="k", data_field="a b", deadline=DEADLINE),
+            "wait 'w' data_field must be",
+        ),
+        (lambda: ChildSaga("c", "a b", kind=StepKind.PIVOT), "child step 'c' saga must be"),
+        (
+            lambda: ChildSaga("c", "X", compensation_saga="a b"),
+            "child step 'c' compensation_saga must be",
+        ),
+        (
+            lambda: ChildSaga("c", "X"),
+            r"^compensatable child step 'c' needs a compensation_saga \(or make it the pivot "
+            r"or a retriable step\)$",
+        ),
+    ],
+)
+def test_refusals_name_the_step_and_what_to_do(build: Any, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        build()
+
+
+def test_what_a_child_is_asked_and_what_it_answers_exactly() -> None:
+    harness = started(
+        trip(),
+        flights=StepScript(then=Succeed({"booked": ["AF1"]})),
+        charge=StepScript(attempts=(Fail("declined"),)),
+    )
+    harness.run()
+    start, undo = (m.payload for m in harness.messages(topic=START_REQUESTED_TOPIC))
+    cid, comp = command_id(SID, "flights", 1), compensation_id(SID, "flights", 1)
+    data = {"order_id": "o-1", "amount": 900}
+    assert start == {
+        "saga_id": child_saga_id(cid),
+        "saga_type": "BookFlights",
+        "step_name": "flights",
+        "data": {**data, "parent_results": {}},
+        "parent": {"saga_id": SID, "step": "flights", "command_id": cid, "attempt": 1,
+                   "compensation": False},
+        "message_id": cid,
+        "schema_version": 1,
+    }  # fmt: skip
+    assert undo == {
+        "saga_id": child_saga_id(comp),
+        "saga_type": "CancelFlights",
+        "step_name": "flights",
+        "data": {**data, "parent_results": {"flights": {"booked": ["AF1"]}},
+                 "original_result": {"booked": ["AF1"]}},
+        "parent": {"saga_id": SID, "step": "flights", "command_id": comp, "attempt": 1,
+                   "compensation": True},
+        "message_id": comp,
+        "schema_version": 1,
+    }  # fmt: skip
+    assert [t for t in harness.log if TimerSet("c:flights:1", t.at + DEFAULT_CHILD_TIMEOUT)
+            in t.decision.timers]  # fmt: skip
+
+    link = ParentLink(SID, "flights", cid, 1)
+    child = SagaHarness(trip(), {"flights": StepScript(attempts=(Fail("full"),))})
+    child.apply("kid", StartSaga("kid", {}, "m", link))
+    child.run()
+    (reply,) = child.messages(topic=REPLY_FAILED)
+    assert (reply.key, reply.message_id) == (SID, "kid:reply")
+    assert reply.payload == {
+        "saga_id": SID,
+        "step_name": "flights",
+        "command_id": cid,
+        "attempt": 1,
+        "message_id": "kid:reply",
+        "schema_version": 1,
+        "error": child.state("kid").error,
+        "retryable": False,
+        "error_code": CHILD_FAILED,
+    }
+    assert "step flights" in reply.payload["error"]
