@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     saga_redis_cluster: bool = False
     saga_index_shards: int = Field(default=4, ge=1, le=1024)
     # Before a batch's offsets are committed, wait until this many replicas have the
-    # batch's writes (Redis WAIT). Unset: as many as the primary has (0 on a Redis
-    # without replicas), asked once at start; 0: never wait. See the README.
+    # batch's writes (Redis WAIT), on every node written; a node with fewer fails the
+    # batch (retried). Unset: adaptive, one replica on each node that has one, none on
+    # a node that has none (runtime/replica_wait.py); 0: never wait. See the README.
     saga_redis_replicas: int | None = Field(default=None, ge=0, le=100)
     saga_redis_replica_timeout_ms: int = Field(default=1000, ge=1, le=600_000)
 

@@ -24,11 +24,14 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from saga_worker.app import App
 from saga_worker.engine.events import TimerFired
 from saga_worker.engine.state import SagaState, SagaStatus
 from saga_worker.errors import (
     ConfigurationError,
+    StoreUnavailableError,
     UnknownDefinitionError,
 )
 from saga_worker.observability.metrics import OrchestratorMetrics
@@ -40,7 +43,6 @@ from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.inbound import to_inbound
 from saga_worker.runtime.processor import TRACE_DATA_KEY, Applied, Inbound, SagaProcessor
 from saga_worker.runtime.publisher import Publisher
-from saga_worker.runtime.redis_client import replica_wait
 from saga_worker.runtime.store import OutboxEntry, RedisSagaStore, SagaWrite
 from saga_worker.runtime.transient import worth_retrying
 from saga_worker.runtime.worker_shell import Clients, WorkerShell
@@ -119,13 +121,12 @@ class Orchestrator:
         s = self._settings
         topics = s.topics
         self._redis = clients.redis
-        replicas = await replica_wait(clients.redis, s)
         store = RedisSagaStore(
             clients.redis,
             s.keys,
             retention=s.retention,
             start_retention=s.start_retention,
-            replicas=replicas,
+            replicas=s.saga_redis_replicas,
             replica_timeout=timedelta(milliseconds=s.saga_redis_replica_timeout_ms),
         )
         self._store = store
@@ -158,7 +159,7 @@ class Orchestrator:
             extra={
                 "group": s.group_id(WORKER),
                 "sagas": [t.name for t in self._app.sagas],
-                "redis_replica_wait": replicas,  # WAIT per batch for this many replicas
+                "redis_replica_wait": store.replicas.describe(),  # see runtime/replica_wait.py
             },
         )
         try:
@@ -388,7 +389,8 @@ class Orchestrator:
             raise StoreUnavailableError(f"redis: {exc}") from exc
         statuses = [status.value for status in SagaStatus]
         outboxes, timers, counts = await self._store.index_sizes(statuses)
-        self.metrics.measured(self.instance, outboxes, timers, dict(zip(statuses, counts, strict=True)))
+        sagas = dict(zip(statuses, counts, strict=True))
+        self.metrics.measured(self.instance, outboxes, timers, sagas)
 
     async def _every(
         self, interval_s: float, work: Callable[[], Coroutine[Any, Any, bool]]

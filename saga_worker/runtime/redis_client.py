@@ -114,19 +114,3 @@ async def _evalsha(
         for keys, args in calls:
             pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
-
-
-async def replicas_of(redis: RedisClient) -> int:
-    """The replicas every primary has (the fewest, on a cluster): what the store's WAIT
-    asks for when SAGA_REDIS_REPLICAS is unset."""
-    if isinstance(redis, RedisCluster):
-        found = await redis.info("replication", target_nodes=RedisCluster.PRIMARIES)
-        counts = [int(info.get("connected_slaves", 0)) for info in found.values()]
-        return min(counts, default=0)
-    info = await redis.info("replication")
-    return int(info.get("connected_slaves", 0))
-
-
-async def replica_wait(redis: RedisClient, settings: Settings) -> int:
-    configured = settings.saga_redis_replicas
-    return await replicas_of(redis) if configured is None else configured

@@ -59,6 +59,7 @@ from saga_worker.runtime.keys import (
     KeySpace,
 )
 from saga_worker.runtime.redis_client import RedisClient, is_cluster
+from saga_worker.runtime.replica_wait import ReplicaWait
 from saga_worker.runtime.wait_index import IndexEntry
 
 
@@ -206,7 +207,7 @@ class RedisSagaStore:
         retention: timedelta = timedelta(days=7),
         start_retention: timedelta = timedelta(days=90),
         timer_lease: timedelta = timedelta(seconds=30),
-        replicas: int = 0,
+        replicas: int | None = 0,  # None: adaptive (runtime/replica_wait.py)
         replica_timeout: timedelta = timedelta(seconds=1),
         cluster: bool | None = None,  # None: as the client is
     ) -> None:
@@ -220,7 +221,7 @@ class RedisSagaStore:
         self._sha = {n: hashlib.sha1(s.encode()).hexdigest() for n, s in self._source.items()}  # noqa: S324 - Redis names scripts by SHA-1
         # The sweeper's last read: the pending hints it found per saga, for defer_outboxes.
         self._hints: dict[str, list[tuple[int, str, bool]]] = {}
-        self._replicas = replicas
+        self._replicas = ReplicaWait(redis, replicas)
         self._replica_timeout_ms = int(replica_timeout.total_seconds() * 1000)
 
     @property
@@ -228,7 +229,7 @@ class RedisSagaStore:
         return self._keys
 
     @property
-    def replicas(self) -> int:
+    def replicas(self) -> ReplicaWait:
         return self._replicas
 
     # -- grouping --------------------------------------------------------------------
@@ -249,7 +250,7 @@ class RedisSagaStore:
         WAIT on every node written until `replicas` replicas have the calls' writes."""
         if not calls:
             return []
-        replicated = replicated and self._replicas > 0
+        replicated = replicated and not self._replicas.off
         try:
             results = await self._pipeline(calls, replicated=replicated)
             missing = [n for n, r in enumerate(results) if isinstance(r, NoScriptError)]
@@ -271,41 +272,45 @@ class RedisSagaStore:
     async def _pipeline(
         self, calls: Sequence[Call], *, inline: bool = False, replicated: bool = False
     ) -> list[Any]:
+        waits = await self._waits(calls) if replicated else []
         async with self._redis.pipeline(transaction=False) as pipe:
             for name, keys, args in calls:
                 if inline or name in INLINE:
                     pipe.execute_command("EVAL", self._source[name], len(keys), *keys, *args)
                 else:
                     pipe.execute_command("EVALSHA", self._sha[name], len(keys), *keys, *args)
-            waits = self._queue_waits(pipe, calls) if replicated else 0
+            # WAIT behind the writes, on the connection (the node) that sent them.
+            for _, node, wanted in waits:
+                target = {} if node is None else {"target_nodes": node}
+                pipe.execute_command("WAIT", wanted, self._replica_timeout_ms, **target)
             results = list(await pipe.execute(raise_on_error=False))
         if waits:
-            for acked in results[-waits:]:
+            for (name, node, wanted), acked in zip(waits, results[-len(waits) :], strict=True):
                 if isinstance(acked, Exception):
                     raise acked
-                if int(acked) < self._replicas:
+                if not await self._replicas.enough(name, node, int(acked), wanted):
                     raise StoreUnavailableError(
-                        f"redis: {acked} of {self._replicas} replicas confirmed the batch's "
+                        f"redis: {acked} of {wanted} replicas of {name} confirmed the batch's "
                         f"writes within {self._replica_timeout_ms} ms (SAGA_REDIS_REPLICAS)"
                     )
-            results = results[:-waits]
+            results = results[: -len(waits)]
         return results
 
-    def _queue_waits(self, pipe: Any, calls: Sequence[Call]) -> int:
-        """WAIT behind the writes on the connection that sent them: one per node."""
+    async def _waits(self, calls: Sequence[Call]) -> list[tuple[str, Any, int]]:
+        """(node name, node, replicas to wait for) of every node the calls write; a node
+        with nothing to wait for is left out."""
+        nodes: dict[str, Any] = {}
         if not self._cluster:
-            pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
-            return 1
-        nodes = {}
-        for _, keys, _ in calls:
-            node = self._redis.get_node_from_key(keys[0])  # type: ignore[union-attr]
-            if node is not None:
-                nodes[node.name] = node
-        for node in nodes.values():
-            pipe.execute_command(
-                "WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node
-            )
-        return len(nodes)
+            nodes["redis"] = None
+        else:
+            for _, keys, _ in calls:
+                node = self._redis.get_node_from_key(keys[0])  # type: ignore[union-attr]
+                if node is not None:
+                    nodes[node.name] = node
+        waits = [
+            (name, node, await self._replicas.wanted(name, node)) for name, node in nodes.items()
+        ]
+        return [w for w in waits if w[2] > 0]
 
     # One script call per slot (per batch on a single Redis) for each of load, save and
     # acknowledge: per-command costs in the client would otherwise dominate.

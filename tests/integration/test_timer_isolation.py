@@ -170,9 +170,12 @@ async def test_a_timer_of_a_version_this_instance_lacks_waits_for_one_that_has_i
             timed_out,
             message="a timer due after the deferral fired",
         )
-        assert await redis_client.zscore(
-            settings.keys.timers(settings.keys.shard(new.saga_id)), member
-        ) == score
+        assert (
+            await redis_client.zscore(
+                settings.keys.timers(settings.keys.shard(new.saga_id)), member
+            )
+            == score
+        )
         assert v1_only.alive()
         assert await deferrals() == 1
         untouched = await reader.state("o-new")
