@@ -42,12 +42,14 @@ async def test_strict_waits_for_its_count_and_refuses_fewer_without_asking() -> 
     assert await wait.enough("redis", None, 2, 2)
     assert not await wait.enough("redis", None, 1, 2)
     assert redis.reads == 0
-    assert wait.describe() == "2" and not wait.off
+    assert wait.describe() == "2"
+    assert not wait.off
 
 
 async def test_zero_is_off() -> None:
     wait = policy(CountingRedis(3), 0, Clock())
-    assert wait.off and wait.describe() == "0"
+    assert wait.off
+    assert wait.describe() == "0"
 
 
 async def test_adaptive_waits_for_one_replica_where_there_is_one() -> None:
@@ -56,7 +58,8 @@ async def test_adaptive_waits_for_one_replica_where_there_is_one() -> None:
     assert await wait.wanted("redis", None) == 1
     assert await wait.wanted("redis", None) == 1
     assert redis.reads == 1, "the count is read once, not per batch"
-    assert wait.describe() == "adaptive" and not wait.off
+    assert wait.describe() == "adaptive"
+    assert not wait.off
 
 
 async def test_adaptive_refuses_a_short_wait_while_the_replica_is_still_there() -> None:
@@ -67,7 +70,7 @@ async def test_adaptive_refuses_a_short_wait_while_the_replica_is_still_there() 
     assert redis.reads == 2, "a short wait reads the count again"
 
 
-async def test_adaptive_goes_on_unwaited_once_the_node_has_no_replica_and_waits_again_when_one_joins() -> None:
+async def test_adaptive_writes_unwaited_without_replica_and_waits_again_once_one_joins() -> None:
     redis, clock = CountingRedis(1), Clock()
     wait = policy(redis, None, clock)
     assert await wait.wanted("redis", None) == 1
