@@ -30,6 +30,7 @@ from redis.connection import parse_url
 from saga_worker.errors import ConfigurationError
 from saga_worker.runtime.kafka_clients import KafkaConnection
 from saga_worker.runtime.keys import KeySpace
+from saga_worker.runtime.redis_client import first_node_url
 from saga_worker.wire.codec import HEADER_ROOM, MAX_BYTES
 from saga_worker.wire.topics import Topics
 
@@ -140,7 +141,7 @@ class Settings(BaseSettings):
     def _redis_url_parses(cls, value: SecretStr) -> SecretStr:
         url = value.get_secret_value()
         try:
-            parse_url(url)  # type: ignore[no-untyped-call]
+            parse_url(first_node_url(url))  # type: ignore[no-untyped-call]
         except ValueError as exc:  # redis-py's message never repeats the password
             raise ValueError(f"not a Redis URL ({exc})") from None
         return value

@@ -14,14 +14,15 @@ node's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from saga_worker.settings import Settings
+if TYPE_CHECKING:  # settings.py checks URLs with this module's parsing
+    from saga_worker.settings import Settings
 
 RedisClient: TypeAlias = Redis | RedisCluster
 
@@ -50,6 +51,13 @@ def redis_from_url(
         first, others = _split_hosts(plain)
         return RedisCluster.from_url(first, startup_nodes=others, **options)
     return Redis.from_url(plain, **options)
+
+
+def first_node_url(url: str) -> str:
+    """`url` as redis-py's URL parser takes it: a cluster scheme as the plain one, and
+    only the first of several nodes."""
+    plain, by_scheme = cluster_url(url)
+    return _split_hosts(plain)[0] if by_scheme else plain
 
 
 def _split_hosts(url: str) -> tuple[str, list[ClusterNode]]:

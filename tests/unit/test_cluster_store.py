@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +18,13 @@ from redis.crc import key_slot
 from participants.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.engine.decide import decide
 from saga_worker.engine.events import StartSaga
+from saga_worker.errors import ConfigurationError
 from saga_worker.participant.keys import ParticipantKeys
 from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.keys import KeySpace, shard_of
-from saga_worker.runtime.redis_client import cluster_url, redis_from_url
+from saga_worker.runtime.redis_client import cluster_url, make_redis, redis_from_url
 from saga_worker.runtime.store import OutboxEntry, RedisSagaStore, SagaWrite
+from saga_worker.settings import load_settings
 from tests.unit.support import ORDER_DATA
 
 
@@ -163,3 +166,29 @@ def test_spread_participant_records_share_a_slot_per_saga_and_spread_over_sagas(
     kept = ParticipantKeys("p:", "payment")  # a single Redis's layout, as before
     assert kept.reply("cmd/1", "s1") == "p:{payment}:reply:cmd/1"
     assert kept.effect("s1", "pay") == "p:{payment}:effect:s1/pay"
+
+
+def test_settings_take_a_cluster_url_naming_several_nodes_and_check_each_part() -> None:
+    url = "rediss+cluster://saga:pw@10.0.0.1:7000,10.0.0.2:7001/0"
+    assert load_settings(redis_url=url).redis_url.get_secret_value() == url
+    with pytest.raises(ConfigurationError, match="REDIS_URL: not a Redis URL"):
+        load_settings(redis_url="redis+cluster://10.0.0.1:port/0")
+
+
+def test_the_cluster_client_takes_the_acl_user_and_tls_files_of_the_settings(
+    tmp_path: Path,
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read until a connection\n")
+    client = make_redis(
+        load_settings(
+            redis_url="rediss+cluster://10.0.0.1:7000/0",
+            redis_username="saga",
+            redis_password="pw",
+            redis_ssl_ca_certs=str(ca),
+        )
+    )
+    assert isinstance(client, RedisCluster)
+    kwargs = client.nodes_manager.connection_kwargs
+    assert (kwargs["username"], kwargs["password"]) == ("saga", "pw")
+    assert kwargs["ssl_ca_certs"] == str(ca)
