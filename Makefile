@@ -5,9 +5,13 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+# REDIS=cluster: a local 3-primary, 3-replica Redis Cluster instead of the single Redis
+# (devstack/cluster.py; base port SAGA_REDIS_CLUSTER_PORT, 7000 by default).
+REDIS ?= single
+export SAGA_REDIS_MODE ?= $(REDIS)
 
-.PHONY: install up down status lint test test-unit mutation chaos demo bench soak schemas clean \
-	images compose test-containers test-compose
+.PHONY: install up down status lint test test-cluster test-unit mutation chaos demo bench soak \
+	schemas clean images compose test-containers test-compose
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +43,20 @@ lint: install
 # in its short form) and stops only what it started.
 test: install
 	$(STACK) run -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-cluster
+
+# The store's, the orchestrator's and the participants' integration suites, the CLI's,
+# and the cluster chaos test (three orchestrators, a kill, a rebalance, a primary's
+# failover) against a local Redis Cluster (devstack/cluster.py). `make test` runs it too.
+CLUSTER_SUITES ?= tests/integration/test_store_bounds.py tests/integration/test_orchestrator_sagas.py \
+	tests/integration/test_orchestrator_crashes.py tests/integration/test_orchestrator_lifecycle.py \
+	tests/integration/test_orchestrator_dead_letters.py tests/integration/test_participant_effects.py \
+	tests/integration/test_participant_sagas.py tests/integration/test_participant_workers.py \
+	tests/integration/test_participant_retention.py tests/integration/test_handler_participants.py \
+	tests/integration/test_cli_operator.py tests/integration/test_waits_and_children.py \
+	tests/integration/test_timer_isolation.py tests/chaos/test_cluster_chaos.py
+test-cluster: install
+	SAGA_REDIS_MODE=cluster $(STACK) run -- $(PY) -m pytest $(CLUSTER_SUITES) $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

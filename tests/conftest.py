@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from saga_worker.runtime.cleanup import discard
 from saga_worker.settings import load_settings
-from tests.services import Services, provide
+from tests.services import Services, provide, redis_client_for
 from tests.spans import recorded_spans
 
 __all__ = ["recorded_spans"]  # a fixture for every test
@@ -60,7 +60,7 @@ def forget(services: Services, prefix: str) -> None:
     )
 
     async def run() -> None:
-        client = aioredis.Redis.from_url(services.redis_url)
+        client = redis_client_for(services.redis_url)
         try:
             await discard(settings, client)
         finally:
@@ -71,7 +71,7 @@ def forget(services: Services, prefix: str) -> None:
 
 @pytest.fixture
 async def redis_client(services: Services) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
+    client = redis_client_for(services.redis_url)
     try:
         yield client
     finally:

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
-
 from saga_worker.app import App
 from saga_worker.engine.decide import child_saga_id, command_id, compensation_id, decide
 from saga_worker.engine.events import Event, EventArrived, OperatorAbort, OperatorRetry
@@ -24,6 +22,7 @@ from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.kafka_clients import make_producer
 from saga_worker.runtime.processor import Inbound, SagaProcessor
 from saga_worker.runtime.publisher import Publisher
+from saga_worker.runtime.redis_client import RedisClient
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.settings import Settings
 
@@ -63,7 +62,7 @@ class Operations:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
+        redis: RedisClient,
         app: App,
         *,
         clock: Callable[[], datetime] = utcnow,
@@ -107,15 +106,20 @@ class Operations:
         newest = now_ms - int(older_than.total_seconds() * 1000) if older_than else "+inf"
         oldest = now_ms - int(newer_than.total_seconds() * 1000) if newer_than else "-inf"
         ids: list[tuple[float, str]] = []
-        for status in statuses:
-            rows: list[tuple[bytes, float]] = await self._redis.zrevrangebyscore(  # type: ignore[assignment]
-                self._store.keys.by_status(status.value),
-                newest,
-                oldest,
-                start=0,
-                num=offset + limit + 1,
-                withscores=True,
-            )
+        keys = self._store.keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for status in statuses:
+                for shard in keys.all_shards:  # the first offset + limit + 1 of every shard
+                    pipe.zrevrangebyscore(
+                        keys.by_status(status.value, shard),
+                        newest,
+                        oldest,
+                        start=0,
+                        num=offset + limit + 1,
+                        withscores=True,
+                    )
+            pages: list[list[tuple[bytes, float]]] = await pipe.execute()
+        for rows in pages:
             ids += [(float(score), _text(member)) for member, score in rows]
         ids.sort(reverse=True)
         window = ids[offset : offset + limit + 1]
@@ -207,22 +211,31 @@ class Operations:
 
     async def counts(self) -> dict[str, int]:
         """Sagas per status, from the status index (hints; finished ones age out)."""
+        keys = self._store.keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for status in SagaStatus:
-                pipe.zcard(self._store.keys.by_status(status.value))
+                for shard in keys.all_shards:
+                    pipe.zcard(keys.by_status(status.value, shard))
             sizes = await pipe.execute()
-        return {s.value: int(n) for s, n in zip(SagaStatus, sizes, strict=True)}
+        n = keys.shards
+        return {
+            s.value: sum(int(x) for x in sizes[i * n : (i + 1) * n])
+            for i, s in enumerate(SagaStatus)
+        }
 
     async def backlog(self) -> dict[str, int]:
         keys = self._store.keys
         now_ms = to_ms(self.now())
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.pending_outboxes)
-            pipe.zcard(keys.timers)
-            pipe.zcount(keys.timers, "-inf", now_ms)
-            pipe.zcount(keys.by_status(SagaStatus.COMPLETED.value), now_ms - 60_000, now_ms)
-            pipe.zcount(keys.by_status(SagaStatus.FAILED.value), now_ms - 60_000, now_ms)
-            outbox, timers, due, completed, failed = await pipe.execute()
+            for shard in keys.all_shards:
+                pipe.zcard(keys.pending_outboxes(shard))
+                pipe.zcard(keys.timers(shard))
+                pipe.zcount(keys.timers(shard), "-inf", now_ms)
+                completed_key = keys.by_status(SagaStatus.COMPLETED.value, shard)
+                pipe.zcount(completed_key, now_ms - 60_000, now_ms)
+                pipe.zcount(keys.by_status(SagaStatus.FAILED.value, shard), now_ms - 60_000, now_ms)
+            sizes = [int(x) for x in await pipe.execute()]
+        outbox, timers, due, completed, failed = (sum(sizes[i::5]) for i in range(5))
         return {
             "outbox_pending_sagas": int(outbox),
             "timers": int(timers),

@@ -411,7 +411,8 @@ async def fire_now(redis: Redis, settings: Settings, saga_id: str, timer_id: str
     """Makes one scheduled timer of the saga due at once, as if its time had come: for a
     test that needs one timeout to fire and every other command to have all the time."""
     member = f"{saga_id}{TIMER_SEPARATOR}{timer_id}"
-    changed = await redis.zadd(settings.keys.timers, {member: 0}, xx=True, ch=True)
+    timers = settings.keys.timers(settings.keys.shard(saga_id))
+    changed = await redis.zadd(timers, {member: 0}, xx=True, ch=True)
     assert changed == 1, f"saga {saga_id} has no timer {timer_id} scheduled"
 
 
