@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# pip 25.1 or later installs the development dependency group (PEP 735).
 	$(PY) -m pip install -q --upgrade 'pip>=25.1'
-	$(PY) -m pip install -q -e . --group dev
+	$(PY) -m pip install -q -e '.[console]' --group dev
 	touch $@
 
 install: $(VENV)/.installed
