@@ -133,7 +133,7 @@ class Operations:
 
     async def _index_window(
         self,
-        statuses: list[SagaStatus],
+        statuses: builtins.list[SagaStatus],
         newest: float | str,
         oldest: float | str,
         start: int,
