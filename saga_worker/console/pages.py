@@ -29,7 +29,8 @@ from saga_worker.engine.state import SagaState, SagaStatus
 from saga_worker.errors import UnknownSagaTypeError
 
 CLIP = 2000  # characters of one value shown; the rest is counted
-PAGE = 25  # sagas per page of the list
+PAGE = 25  # sagas per page of the list, unless it asks for up to MAX_PAGE
+MAX_PAGE = 200
 ACTIVE = frozenset({SagaStatus.STARTED, SagaStatus.PENDING, SagaStatus.NEEDS_OPERATOR})
 
 
@@ -110,6 +111,7 @@ class SagaQuery:
     newer_than: str | None
     key: str | None
     offset: int
+    limit: int = PAGE
 
     @classmethod
     def parse(cls, params: QueryParams, app: App) -> SagaQuery:
@@ -127,9 +129,11 @@ class SagaQuery:
         for option in ("older_than", "newer_than"):
             if params.get(option):
                 parse_duration(params[option])
-        offset = params.get("offset") or "0"
+        offset, limit = params.get("offset") or "0", params.get("limit") or str(PAGE)
         if not offset.isdigit():
             raise ValueError(f"offset {offset!r} is not a number")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+            raise ValueError(f"limit {limit!r} is not a number from 1 to {MAX_PAGE}")
         return cls(
             [known[n] for n in names],
             saga_type,
@@ -137,6 +141,7 @@ class SagaQuery:
             params.get("newer_than") or None,
             (params.get("key") or "").strip() or None,
             int(offset),
+            int(limit),
         )
 
     async def run(self, ops: Operations) -> Page:
@@ -148,7 +153,7 @@ class SagaQuery:
             older_than=parse_duration(self.older_than) if self.older_than else None,
             newer_than=parse_duration(self.newer_than) if self.newer_than else None,
             offset=self.offset,
-            limit=PAGE,
+            limit=self.limit,
             saga_type=self.saga_type,
         )
 
@@ -169,7 +174,7 @@ class SagaQuery:
             )
             if value
         ]
-        pairs.append(("offset", str(offset)))
+        pairs += [("limit", str(self.limit)), ("offset", str(offset))]
         return urlencode(pairs)
 
 
