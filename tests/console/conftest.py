@@ -13,17 +13,21 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright
 
-
 CHROMIUM = os.environ.get("SAGA_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
+def chromium() -> str:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         # --no-sandbox: chromium's sandbox refuses to run as root, which CI is.
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             yield launched
         finally:

@@ -283,13 +283,13 @@ async def test_the_console_refuses_to_listen_beyond_loopback_without_credentials
         "saga_worker",
         "console",
         "--host",
-        "0.0.0.0",  # noqa: S104 - refused before anything is bound
+        "0.0.0.0",  # refused before anything is bound
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "SAGA_TOPIC_PREFIX": prefix},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 2
     assert err.decode().splitlines() == [
         "error: the console would listen on 0.0.0.0, beyond loopback, without credentials:"
