@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .PHONY: install up down status lint test test-unit mutation chaos demo bench soak schemas clean \
-	images compose test-containers test-compose
+	images compose test-containers test-compose browser check-alerts console
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,23 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy saga_worker participants schemas examples devstack tests benchmarks
 
+# Debian's chromium, which the console's browser tests (tests/console) drive through
+# Playwright: installed as root with apt-get when /usr/bin/chromium is missing.
+browser: install
+	$(PY) -m devstack.tools chromium
+
+# The Prometheus alert rules (deploy/prometheus/alerts.yml) through `promtool check rules`,
+# taken from Debian's prometheus package, unpacked under .cache (no server is installed).
+check-alerts: install
+	$(PY) -m devstack.tools promtool check rules deploy/prometheus/alerts.yml
+
+# The operator console on http://127.0.0.1:8080 (SAGA_CONSOLE_* settings; see the README).
+console: install
+	$(VENV)/bin/saga-worker console
+
 # Starts Kafka and Redis if they are not running, runs every suite (the chaos suite
-# in its short form) and stops only what it started.
-test: install
+# in its short form, the console's in headless chromium) and stops only what it started.
+test: install browser
 	$(STACK) run -- $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
