@@ -5,6 +5,8 @@ does, and what the console refuses."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from typing import Any
 
@@ -17,6 +19,7 @@ from saga_worker.settings import Settings
 from schemas import topics as t
 from tests.console.support import running_console, screenshot
 from tests.eventually import assert_eventually
+from tests.http_probe import http_get
 from tests.integration.saga_support import (
     ROOT,
     SHORT,
@@ -33,6 +36,8 @@ from tests.integration.saga_support import (
     send_orders,
     settings_for,
 )
+from tests.ports import free_ports
+from tests.readme import run_block
 from tests.services import Services
 
 Reply = list[tuple[str, dict[str, Any]]]
@@ -117,13 +122,13 @@ async def test_the_overview_counts_running_sagas_and_refreshes_itself_the_list_f
         await page.goto(f"{url}/sagas?newer_than=1h&limit=50")
         assert await page.locator("tr.saga-row").count() == 8
 
+        await page.goto(f"{url}/sagas/o-1")
+        assert await page.locator("#timeline rect.action").count() == 4
+        assert await page.locator("#timeline rect.compensation").count() == 0
         await page.goto(f"{url}/sagas/o-declined")
         assert await page.locator("#timeline rect.action").count() == 2  # inventory, payment
         assert await page.locator("#timeline rect.compensation").count() == 1  # the release
         assert "card declined" in await page.inner_text("#steps")
-        await page.goto(f"{url}/sagas/o-1")
-        assert await page.locator("#timeline rect.action").count() == 4
-        assert await page.locator("#timeline rect.compensation").count() == 0
         await screenshot(page, "saga")
 
 
@@ -296,3 +301,43 @@ async def test_the_console_refuses_to_listen_beyond_loopback_without_credentials
         " set SAGA_CONSOLE_TOKEN (or SAGA_CONSOLE_USER and SAGA_CONSOLE_PASSWORD),"
         " or listen on 127.0.0.1"
     ]
+
+
+async def test_the_console_starts_as_the_readme_says(services: Services, prefix: str) -> None:
+    ((command, *args),) = run_block("console")
+    assert command == "saga-worker"
+    (port,) = free_ports(1)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "saga_worker",
+        *args,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+            "REDIS_URL": services.redis_url,
+            "SAGA_TOPIC_PREFIX": prefix,
+            "SAGA_KEY_PREFIX": prefix,
+            "SAGA_CONSOLE_PORT": str(port),
+        },
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def overview() -> int:
+        try:
+            return (await http_get(port, "/"))[0]
+        except OSError:
+            return 0
+
+    try:
+        assert await assert_eventually(overview, within=30, message="the console answers") == 200
+        assert (await http_get(port, "/sagas?state=needs_operator"))[0] == 200
+    finally:
+        proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    # uvicorn shuts down cleanly, then ends by the signal it was sent, as a server does.
+    assert proc.returncode in (0, -signal.SIGTERM), err.decode()
+    assert b"console listening" in err
+    assert b"Traceback" not in err
