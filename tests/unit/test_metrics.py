@@ -196,7 +196,7 @@ def test_consumer_lag_counts_records_behind_the_high_watermarks_of_handled_parti
     async def handle(records: object) -> None:
         return None
 
-    loop = ConsumerLoop(Consumer(), ["t"], handle)  # type: ignore[arg-type]
+    loop = ConsumerLoop(Consumer(), ["t"], handle)
     loop._next.update({handled: 25, gone: 1})  # gone: revoked since, no longer counted
     metrics = WorkerMetrics("orchestrator")
     metrics.follow(loop.lag)
