@@ -5,7 +5,6 @@ does, and what the console refuses."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from typing import Any
@@ -25,6 +24,7 @@ from tests.integration.saga_support import (
     SHORT,
     SagaReader,
     ScriptedParticipants,
+    cli_env,
     fail_reply,
     fast_fulfillment,
     operator_retries_until_failed,
@@ -313,14 +313,7 @@ async def test_the_console_starts_as_the_readme_says(services: Services, prefix:
         "saga_worker",
         *args,
         cwd=ROOT,
-        env={
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
-            "REDIS_URL": services.redis_url,
-            "SAGA_TOPIC_PREFIX": prefix,
-            "SAGA_KEY_PREFIX": prefix,
-            "SAGA_CONSOLE_PORT": str(port),
-        },
+        env=cli_env(services, prefix, SAGA_CONSOLE_PORT=str(port)),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
