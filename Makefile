@@ -7,7 +7,8 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .PHONY: install up down status lint test test-unit mutation chaos demo bench soak schemas clean \
-	images compose test-containers test-compose browser check-alerts console
+	images compose test-containers test-compose browser check-alerts console \
+	console-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,11 @@ check-alerts: install
 # The operator console on http://127.0.0.1:8080 (SAGA_CONSOLE_* settings; see the README).
 console: install
 	$(VENV)/bin/saga-worker console
+
+# Screenshots of every console page over the system `make demo KEEP=1` left running (export
+# the SAGA_TOPIC_PREFIX and SAGA_KEY_PREFIX it printed): .runtime/screenshots/demo-*.png.
+console-screenshots: browser
+	$(PY) -m tests.console.screenshots
 
 # Starts Kafka and Redis if they are not running, runs every suite (the chaos suite
 # in its short form, the console's in headless chromium) and stops only what it started.
