@@ -189,7 +189,12 @@ class Handlers:
             if not csrf_ok(request, form.get(CSRF_FIELD)):
                 return _refused(name, who, "missing or wrong CSRF token")
             back, outcome = await act(request, form, who)
-            log.info("console action", extra={"who": who, "action": name, "outcome": outcome})
+            target = request.path_params.get("saga_id") or form.getlist("letter")
+            log.info(
+                "console action",
+                extra={"who": who, "action": request.url.path.rsplit("/", 1)[-1],
+                       "target": target, "outcome": outcome},
+            )  # fmt: skip
             note = self.console.flash(outcome)
             return RedirectResponse(f"{back}?flash={note}", status_code=303)
 
@@ -211,7 +216,6 @@ class Handlers:
             except ValueError as exc:
                 return back, f"signal refused: {exc}"
             outcome = await ops.signal(saga_id, step, body)
-        log.info("console saga action", extra={"who": who, "action": verb, "saga_id": saga_id})
         return back, pages.outcome_text(verb, saga_id, outcome)
 
     async def replay_action(self, request: Request, form: Any, who: str) -> tuple[str, str]:
@@ -229,8 +233,6 @@ class Handlers:
             replayable_topics(settings, self.console.app),
             force=form.get("force") == "on",
         )
-        letters = sorted(f"{p}:{o}" for p, o in ids)
-        log.info("console replay", extra={"who": who, "letters": letters})
         return "/dead-letters", pages.replay_text(result)
 
 

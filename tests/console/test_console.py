@@ -237,7 +237,7 @@ async def test_a_dead_letter_is_replayed_from_the_page_and_hostile_bytes_read_as
         assert again[-1].lineage.replayed_from == letter.id
 
 
-async def test_hostile_saga_data_renders_as_text_and_an_action_without_its_csrf_token_is_refused(
+async def test_hostile_saga_data_reads_as_text_and_forged_or_read_only_actions_are_refused(
     services: Services, prefix: str, redis_client: Redis, page: Page
 ) -> None:
     settings = settings_of(services, prefix)
@@ -274,6 +274,16 @@ async def test_hostile_saga_data_renders_as_text_and_an_action_without_its_csrf_
         wrong = await page.request.post(retry_url, form={"reason": "forged", "csrf": "guess"})
         assert (missing.status, wrong.status) == (403, 403)
         assert await missing.text() == "refused: missing or wrong CSRF token"
+        async with running_console(settings, order_app(), read_only=True) as watching:
+            await page.goto(f"{watching}/sagas/o-hostile")
+            assert await page.locator("#abort, #retry, form[method=post]").count() == 0
+            await page.goto(f"{watching}/dead-letters")  # its form token, for the POST below
+            token = await page.locator("input[name=csrf]").get_attribute("value")
+            refused = await page.request.post(
+                f"{watching}/sagas/{state.saga_id}/abort", form={"csrf": token or ""}
+            )
+            assert refused.status == 403
+            assert await refused.text() == "refused: the console is read-only"
         after = await reader.state("o-hostile")
         assert after is not None
         assert after.status.value == "pending"
