@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from aiokafka.errors import KafkaError
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -26,7 +28,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from saga_worker.app import App
-from saga_worker.cli.dlq import Selection, parse_letter_id, read_letters, replay
+from saga_worker.cli.dlq import (
+    DeadLetterReadError,
+    Selection,
+    parse_letter_id,
+    read_letters,
+    replay,
+)
 from saga_worker.cli.operations import (
     Operations,
     Outcome,
@@ -43,6 +51,7 @@ from saga_worker.console.security import (
     csrf_ok,
     new_csrf_token,
 )
+from saga_worker.errors import StoreUnavailableError
 from saga_worker.runtime.redis_client import make_redis
 from saga_worker.settings import Settings
 
@@ -110,8 +119,21 @@ def create_app(console: Console) -> Starlette:
             Mount("/static", StaticFiles(directory=Path(__file__).with_name("static"))),
         ],
         middleware=[Middleware(Guard, credentials=console.credentials)],
+        exception_handlers={
+            KafkaError: _unavailable,
+            DeadLetterReadError: _unavailable,
+            RedisError: _unavailable,
+            StoreUnavailableError: _unavailable,
+        },
         lifespan=lifespan,
     )
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """Kafka or Redis did not answer: one line, 503, as the CLI would say it."""
+    service = "Redis" if isinstance(exc, RedisError | StoreUnavailableError) else "Kafka"
+    log.warning("console page failed", extra={"path": request.url.path, "error": str(exc)})
+    return PlainTextResponse(f"{service}: {exc}", status_code=503)
 
 
 class Handlers:
