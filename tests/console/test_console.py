@@ -77,6 +77,7 @@ async def test_the_overview_counts_running_sagas_and_refreshes_itself_the_list_f
         for o in done:
             await reader.wait_status(o, "completed")
         await reader.wait_status("o-declined", "failed")
+        await reader.wait_status(f"{SILENT}-1", "pending")
         await page.goto(url)
         assert await number(page, "td[data-state=completed]") == 4
         assert await number(page, "td[data-state=failed]") == 1
