@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     # a node that has none (runtime/replica_wait.py); 0: never wait. See the README.
     saga_redis_replicas: int | None = Field(default=None, ge=0, le=100)
     saga_redis_replica_timeout_ms: int = Field(default=1000, ge=1, le=600_000)
+    # The web console (`saga-worker console`): where it listens, who may use it, and
+    # whether it may act. Beyond loopback it refuses to start without credentials.
+    saga_console_host: str = Field(default="127.0.0.1", min_length=1)
+    saga_console_port: int = Field(default=8080, ge=1, le=65535)
+    saga_console_token: SecretStr | None = None
+    saga_console_user: str | None = Field(default=None, min_length=1, pattern=r"^[^:]+$")
+    saga_console_password: SecretStr | None = None
+    saga_console_read_only: bool = False
+    saga_console_refresh_s: float = Field(default=5.0, ge=1, le=3600)
 
     @property
     def kafka(self) -> KafkaConnection:
@@ -144,6 +153,13 @@ class Settings(BaseSettings):
             parse_url(first_node_url(url))  # type: ignore[no-untyped-call]
         except ValueError as exc:  # redis-py's message never repeats the password
             raise ValueError(f"not a Redis URL ({exc})") from None
+        return value
+
+    @field_validator("saga_console_token", "saga_console_password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < CONSOLE_SECRET_MIN:
+            raise ValueError(f"must be at least {CONSOLE_SECRET_MIN} characters")
         return value
 
     @model_validator(mode="after")
@@ -185,7 +201,15 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 # Secrets that may come from a file instead: `<NAME>_FILE` holds its path.
-SECRETS = ("kafka_sasl_password", "kafka_ssl_key_password", "redis_url", "redis_password")
+SECRETS = (
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "redis_url",
+    "redis_password",
+    "saga_console_token",
+    "saga_console_password",
+)
+CONSOLE_SECRET_MIN = 16  # a console token or password shorter than this is refused
 TLS = ("SSL", "SASL_SSL")
 SASL = ("SASL_PLAINTEXT", "SASL_SSL")
 FILES = (
@@ -253,6 +277,8 @@ def contradictions(s: Settings) -> list[str]:
         if path is not None and not os.access(path, os.R_OK):
             why = "does not exist" if not Path(path).exists() else "is not readable"
             found.append(f"{name.upper()}: {path} {why}")
+    if (s.saga_console_user is None) != (s.saga_console_password is None):
+        found.append("SAGA_CONSOLE_USER and SAGA_CONSOLE_PASSWORD go together: set both or neither")
     if s.kafka_sasl_oauth_token_provider is not None:
         from saga_worker.runtime.kafka_clients import load_token_provider  # noqa: PLC0415
 

@@ -18,12 +18,15 @@ __all__ = ["recorded_spans"]  # a fixture for every test
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything outside tests/unit needs the broker; mark it so `-m` can select.
+    # tests/console also needs Debian's chromium (make browser).
     # tests/docker needs a Docker engine and its images: run only when `-m` names it.
     compose_selected = "compose" in (config.option.markexpr or "")
     for item in items:
         path = str(item.path)
         if "/tests/integration/" in path:
             item.add_marker(pytest.mark.integration)
+        elif "/tests/console/" in path:
+            item.add_marker(pytest.mark.console)
         elif "/tests/chaos/" in path:
             item.add_marker(pytest.mark.chaos)
         elif "/tests/docker/" in path:

@@ -25,6 +25,7 @@ from saga_worker.runtime.publisher import Publisher
 from saga_worker.runtime.redis_client import RedisClient
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.settings import Settings
+from saga_worker.wire import topics as t
 
 WORKER = "cli"
 
@@ -50,6 +51,7 @@ class Child:
 
 
 MAX_TREE_DEPTH = 5  # child sagas shown below a saga; deeper ones are left out
+SCAN_WINDOWS = 10  # windows of the status index one page reads, at most, to fill itself
 
 
 @dataclass(frozen=True)
@@ -100,42 +102,62 @@ class Operations:
     ) -> Page:
         """Sagas in the given statuses (and of one type), most recently updated first.
 
-        The status index spans every saga type: a type filter is applied to each
-        page read, so a filtered page may hold fewer than `limit` sagas."""
+        The status index spans every saga type and holds hints: a page drops the sagas
+        of other types (and stale hints) and reads on to fill itself, at most
+        SCAN_WINDOWS windows of `limit` entries, so a page may still come back short.
+        Offsets count index entries read, so `next_offset` continues where it stopped."""
         now_ms = to_ms(self.now())
         newest = now_ms - int(older_than.total_seconds() * 1000) if older_than else "+inf"
         oldest = now_ms - int(newer_than.total_seconds() * 1000) if newer_than else "-inf"
+        sagas: list[SagaState] = []
+        cursor = offset
+        for _ in range(SCAN_WINDOWS):
+            wanted = limit - len(sagas)
+            window = await self._index_window(statuses, newest, oldest, cursor, wanted + 1)
+            loaded = await self._store.load({saga_id: [] for saga_id in window[:wanted]})
+            # The index is a hint: keep only sagas whose own state agrees with it.
+            sagas += [
+                row.state
+                for row in loaded.values()
+                if row.state is not None
+                and row.state.status in statuses
+                and saga_type in (None, row.state.definition_name)
+            ]
+            cursor += min(len(window), wanted)
+            if len(window) <= wanted:
+                return Page(_newest_first(sagas), None)
+            if len(sagas) == limit:
+                break
+        return Page(_newest_first(sagas), cursor)
+
+    async def _index_window(
+        self,
+        statuses: builtins.list[SagaStatus],
+        newest: float | str,
+        oldest: float | str,
+        start: int,
+        count: int,
+    ) -> builtins.list[str]:
+        """Saga ids at positions [start, start + count) of the status indexes merged,
+        most recently updated first."""
         ids: list[tuple[float, str]] = []
         keys = self._store.keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for status in statuses:
-                for shard in keys.all_shards:  # the first offset + limit + 1 of every shard
+                for shard in keys.all_shards:  # the first start + count of every shard
                     pipe.zrevrangebyscore(
                         keys.by_status(status.value, shard),
                         newest,
                         oldest,
                         start=0,
-                        num=offset + limit + 1,
+                        num=start + count,
                         withscores=True,
                     )
             pages: list[list[tuple[bytes, float]]] = await pipe.execute()
         for rows in pages:
             ids += [(float(score), _text(member)) for member, score in rows]
         ids.sort(reverse=True)
-        window = ids[offset : offset + limit + 1]
-        loaded = await self._store.load({saga_id: [] for _, saga_id in window[:limit]})
-        # The index is a hint: keep only sagas whose own state agrees with it.
-        wanted = set(statuses)
-        sagas = [
-            row.state
-            for row in loaded.values()
-            if row.state is not None
-            and row.state.status in wanted
-            and saga_type in (None, row.state.definition_name)
-        ]
-        sagas.sort(key=lambda s: s.updated_at, reverse=True)
-        more = len(window) > limit
-        return Page(sagas, offset + limit if more else None)
+        return [saga_id for _, saga_id in ids[start : start + count]]
 
     async def retry(self, saga_or_key: str) -> Outcome:
         return await self._command(saga_or_key, OperatorRetry())
@@ -243,6 +265,32 @@ class Operations:
             "completed_last_60s": int(completed),
             "failed_last_60s": int(failed),
         }
+
+
+def consumer_groups(settings: Settings, the_app: App) -> Mapping[str, list[str]]:
+    """The consumer group of every worker of the app, and the physical topics it reads."""
+    physical = settings.topics.physical
+    groups: dict[str, list[str]] = {}
+    if the_app.sagas:
+        inbound = the_app.orchestrator_inbound()
+        groups[settings.group_id("orchestrator")] = [physical(n) for n in inbound]
+    for name in the_app.participant_names:
+        topics = the_app.build_participant(name).topics
+        groups[settings.group_id(f"participant.{name}")] = [physical(n) for n in topics]
+    return groups
+
+
+def replayable_topics(settings: Settings, the_app: App) -> set[str]:
+    """Where a dead letter may go back to: any topic a worker of the app reads."""
+    return {topic for topics in consumer_groups(settings, the_app).values() for topic in topics}
+
+
+def dead_letter_topic(settings: Settings) -> str:
+    return settings.topics.physical(t.DEAD_LETTER)
+
+
+def _newest_first(sagas: builtins.list[SagaState]) -> builtins.list[SagaState]:
+    return sorted(sagas, key=lambda s: s.updated_at, reverse=True)
 
 
 def _text(value: object) -> str:

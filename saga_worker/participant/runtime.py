@@ -146,6 +146,7 @@ class ParticipantWorker:
         )
         self._loop = loop
         self._shell.watch(loop)
+        self.metrics.follow(loop.lag)
         await loop.subscribe()
         if self._stopping.is_set():
             loop.stop()

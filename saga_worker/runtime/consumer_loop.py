@@ -64,6 +64,7 @@ class ConsumerLoop:
         self._stopping = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
         self._handling_since: float | None = None  # time.monotonic() the batch came in
+        self._next: dict[TopicPartition, int] = {}  # offset after the last record handled
 
     def stalled_for(self) -> float:
         """Seconds the batch in hand has been handled (retrying or hanging); 0 if none."""
@@ -94,6 +95,16 @@ class ConsumerLoop:
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
+    def lag(self) -> int:
+        """Records behind the high watermarks the last fetches saw, over the partitions
+        assigned and handled since (a metric; no broker round trip)."""
+        behind = 0
+        for tp in self._consumer.assignment():
+            end, handled = self._consumer.highwater(tp), self._next.get(tp)
+            if end is not None and handled is not None:
+                behind += max(end - handled, 0)
+        return behind
+
     async def run(self) -> None:
         try:
             while not self._stopping.is_set():
@@ -106,6 +117,8 @@ class ConsumerLoop:
                 async with self.in_flight:
                     if not await self._handle_until_done(records):
                         return  # stopping mid-retry: leave the batch uncommitted for a replay
+                    for r in records:
+                        self._next[TopicPartition(r.topic, r.partition)] = r.offset + 1
                     # The next batch need not wait for this commit; the one after it does,
                     # so commits stay in order and at most one is in flight.
                     await self.settle_commit()

@@ -141,6 +141,7 @@ class Orchestrator:
             max_records=s.saga_batch_size,
         )
         self._shell.watch(self._loop)
+        self.metrics.follow(self._loop.lag)
         await self._loop.subscribe()
         if self._stopping.is_set():
             self._loop.stop()

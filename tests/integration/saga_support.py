@@ -529,6 +529,18 @@ class Run:
         return orjson.loads(self.out)
 
 
+def cli_env(services: Services, prefix: str, **env: str) -> dict[str, str]:
+    """This process's environment, pointed at the test's services and prefix."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+        "REDIS_URL": services.redis_url,
+        "SAGA_TOPIC_PREFIX": prefix,
+        "SAGA_KEY_PREFIX": prefix,
+        **env,
+    }
+
+
 async def cli(
     services: Services, prefix: str, *args: str, module: str = "saga_worker", **env: str
 ) -> Run:
@@ -540,15 +552,8 @@ async def cli(
         module,
         *args,
         cwd=ROOT,
-        env={
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
-            "REDIS_URL": services.redis_url,
-            "SAGA_TOPIC_PREFIX": prefix,
-            "SAGA_KEY_PREFIX": prefix,
-            "COLUMNS": "200",  # rich tables wrap long ids at its default of 80
-            **env,
-        },
+        # rich tables wrap long ids at its default of 80 columns
+        env=cli_env(services, prefix, COLUMNS="200", **env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
