@@ -166,7 +166,7 @@ async def main(opts: Options, console: Console) -> dict[str, Any]:
     redis = make_redis(base)
     # On a Redis Cluster (`make bench REDIS=cluster`) the results are named apart, so the
     # single Redis's stay the headline: `latest-cluster.json` and `.png`.
-    name = "latest-cluster" if is_cluster(redis) else "latest"
+    stem = "latest-cluster" if is_cluster(redis) else "latest"
     runs: dict[str, SystemRun] = {}
     storage: dict[str, Any] = {}
     try:
@@ -192,10 +192,10 @@ async def main(opts: Options, console: Console) -> dict[str, Any]:
         "machine": results.machine(str(info.get("redis_version", "unknown"))),
         "redis": "cluster" if is_cluster(redis) else "single",
     }
-    results.write(RESULTS / f"{name}.json", result)
-    report.draw(RESULTS / f"{name}.png", [runs[n] for n in opts.systems])
+    results.write(RESULTS / f"{stem}.json", result)
+    report.draw(RESULTS / f"{stem}.png", [runs[n] for n in opts.systems])
     report.print_tables(console, [runs[n] for n in opts.systems], judged)
-    console.print(f"wrote {RESULTS / f'{name}.json'} and {RESULTS / f'{name}.png'}")
+    console.print(f"wrote {RESULTS / f'{stem}.json'} and {RESULTS / f'{stem}.png'}")
     return result
 
 
