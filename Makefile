@@ -5,15 +5,20 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m devstack
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+# REDIS=cluster: a local 3-primary, 3-replica Redis Cluster instead of the single Redis
+# (devstack/cluster.py; base port SAGA_REDIS_CLUSTER_PORT, 7000 by default).
+REDIS ?= single
+export SAGA_REDIS_MODE ?= $(REDIS)
 
-.PHONY: install up down status lint test test-unit mutation chaos demo bench soak schemas clean \
-	images compose test-containers test-compose
+.PHONY: install up down status lint test test-cluster test-unit mutation chaos demo bench soak \
+	schemas clean images compose test-containers test-compose browser check-alerts console \
+	console-screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# pip 25.1 or later installs the development dependency group (PEP 735).
 	$(PY) -m pip install -q --upgrade 'pip>=25.1'
-	$(PY) -m pip install -q -e . --group dev
+	$(PY) -m pip install -q -e '.[console]' --group dev
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,10 +40,43 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy saga_worker participants schemas examples devstack tests benchmarks
 
+# Debian's chromium, which the console's browser tests (tests/console) drive through
+# Playwright: installed as root with apt-get when /usr/bin/chromium is missing.
+browser: install
+	$(PY) -m devstack.tools chromium
+
+# The Prometheus alert rules (deploy/prometheus/alerts.yml) through `promtool check rules`,
+# taken from Debian's prometheus package, unpacked under .cache (no server is installed).
+check-alerts: install
+	$(PY) -m devstack.tools promtool check rules deploy/prometheus/alerts.yml
+
+# The operator console on http://127.0.0.1:8080 (SAGA_CONSOLE_* settings; see the README).
+console: install
+	$(VENV)/bin/saga-worker console
+
+# Screenshots of every console page over the system `make demo KEEP=1` left running (export
+# the SAGA_TOPIC_PREFIX and SAGA_KEY_PREFIX it printed): .runtime/screenshots/demo-*.png.
+console-screenshots: browser
+	$(PY) -m tests.console.screenshots
+
 # Starts Kafka and Redis if they are not running, runs every suite (the chaos suite
-# in its short form) and stops only what it started.
-test: install
+# in its short form, the console's in headless chromium) and stops only what it started.
+test: install browser
 	$(STACK) run -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-cluster
+
+# The store's, the orchestrator's and the participants' integration suites, the CLI's, the console's
+# and the cluster chaos test (three orchestrators, a kill, a rebalance, a primary's
+# failover) against a local Redis Cluster (devstack/cluster.py). `make test` runs it too.
+CLUSTER_SUITES ?= tests/integration/test_store_bounds.py tests/integration/test_orchestrator_sagas.py \
+	tests/integration/test_orchestrator_crashes.py tests/integration/test_orchestrator_lifecycle.py \
+	tests/integration/test_orchestrator_dead_letters.py tests/integration/test_participant_effects.py \
+	tests/integration/test_participant_sagas.py tests/integration/test_participant_workers.py \
+	tests/integration/test_participant_retention.py tests/integration/test_handler_participants.py \
+	tests/integration/test_cli_operator.py tests/integration/test_waits_and_children.py \
+	tests/integration/test_timer_isolation.py tests/console tests/chaos/test_cluster_chaos.py
+test-cluster: install
+	SAGA_REDIS_MODE=cluster $(STACK) run -- $(PY) -m pytest $(CLUSTER_SUITES) $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -25,27 +25,41 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from saga_worker.engine.state import TERMINAL, SagaStatus
 from saga_worker.runtime.keys import KeySpace
+from saga_worker.runtime.redis_client import RedisClient
 
 SAMPLE = 200
 SCAN_BATCH = 1000  # keys per SCAN call, and MEMORY USAGE calls per pipelined round trip
 ORCHESTRATOR = "orchestrator"
 
 
-async def used_memory(redis: Redis) -> int:
+async def used_memory(redis: RedisClient) -> int:
+    """INFO memory's used_memory: of every primary, summed, on a cluster."""
+    if isinstance(redis, RedisCluster):
+        found = await redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(info["used_memory"]) for info in found.values())
     info: dict[str, Any] = await redis.info("memory")
     return int(info["used_memory"])
 
 
-async def saga_bytes(redis: Redis, keys: KeySpace, saga_ids: Sequence[str]) -> dict[str, Any]:
+async def server_info(redis: RedisClient) -> dict[str, Any]:
+    """INFO server of the Redis, or of one node of a cluster (they run the same build)."""
+    if isinstance(redis, RedisCluster):
+        found = await redis.info("server", target_nodes=RedisCluster.RANDOM)
+        return dict(found)
+    return dict(await redis.info("server"))
+
+
+async def saga_bytes(redis: RedisClient, keys: KeySpace, saga_ids: Sequence[str]) -> dict[str, Any]:
     """Bytes per finished saga: every key under the run's prefix (`total`, `by_part`),
     and the orchestrator's own share as measured before (`hash` + `index_share`)."""
     finished = 0
     for status in TERMINAL:
-        finished += int(await redis.zcard(keys.by_status(status.value)))
+        for shard in keys.all_shards:
+            finished += int(await redis.zcard(keys.by_status(status.value, shard)))
     own = await _orchestrator_share(redis, keys, saga_ids, finished)
     usage, counts = await prefix_usage(redis, keys.namespace)
     every = sum(usage.values())
@@ -60,7 +74,7 @@ async def saga_bytes(redis: Redis, keys: KeySpace, saga_ids: Sequence[str]) -> d
     }
 
 
-async def prefix_usage(redis: Redis, prefix: str) -> tuple[Counter[str], Counter[str]]:
+async def prefix_usage(redis: RedisClient, prefix: str) -> tuple[Counter[str], Counter[str]]:
     """MEMORY USAGE and number of the keys under `prefix`, by part: the participant whose
     hash tag follows the prefix (`<prefix>{inventory}:...`), else the orchestrator."""
     usage: Counter[str] = Counter()
@@ -102,14 +116,18 @@ def glob_escape(text: str) -> str:
 
 
 async def _orchestrator_share(
-    redis: Redis, keys: KeySpace, saga_ids: Sequence[str], finished: int
+    redis: RedisClient, keys: KeySpace, saga_ids: Sequence[str], finished: int
 ) -> dict[str, Any]:
     sample = list(saga_ids[:SAMPLE])
     hashes = [await _usage(redis, keys.saga(s)) for s in sample]
     index_keys = [
-        keys.timers,
-        keys.pending_outboxes,
-        *(keys.by_status(s.value) for s in SagaStatus),
+        key
+        for shard in keys.all_shards
+        for key in (
+            keys.timers(shard),
+            keys.pending_outboxes(shard),
+            *(keys.by_status(s.value, shard) for s in SagaStatus),
+        )
     ]
     index_total = sum([await _usage(redis, k) for k in index_keys])
     per_saga_hash = statistics.fmean(hashes) if hashes else 0.0
@@ -126,6 +144,6 @@ def _per(size: int, finished: int) -> int:
     return round(size / finished) if finished else 0
 
 
-async def _usage(redis: Redis, key: str) -> int:
+async def _usage(redis: RedisClient, key: str) -> int:
     # SAMPLES 0: every element counted, not an estimate from the first few.
     return int(await redis.memory_usage(key, samples=0) or 0)

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from rich.console import Console
 
 from benchmarks import footprint, report, results
@@ -50,6 +49,7 @@ from benchmarks.systems import (
     stop,
 )
 from participants.app import saga_id_for_order
+from saga_worker.runtime.redis_client import RedisClient, is_cluster, make_redis
 from saga_worker.settings import Settings, load_settings
 
 RESULTS = Path("benchmarks/results")
@@ -73,7 +73,7 @@ QUICK = Options(duration_s=8.0, warmup_s=4.0, in_flight=200, idle_sagas=30, load
 
 
 async def bench_system(
-    name: str, *, base: Settings, run_id: str, opts: Options, redis: Redis, console: Console
+    name: str, *, base: Settings, run_id: str, opts: Options, redis: RedisClient, console: Console
 ) -> tuple[SystemRun, dict[str, Any]]:
     system = build(name, base, run_id, LOGS / run_id)
     run = SystemRun(name, warmup_s=opts.warmup_s)
@@ -155,7 +155,7 @@ def _pid(system: System) -> int:
 
 
 async def _storage(
-    system: System, redis: Redis, load: Observed, memory_before: int
+    system: System, redis: RedisClient, load: Observed, memory_before: int
 ) -> dict[str, Any]:
     saga_ids = [saga_id_for_order(o) for o in load.completed]
     kept = await footprint.saga_bytes(redis, system.settings.keys, saga_ids)
@@ -167,11 +167,14 @@ async def _storage(
 async def main(opts: Options, console: Console) -> dict[str, Any]:
     base = load_settings()
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    redis = Redis.from_url(base.redis_url.get_secret_value())
+    redis = make_redis(base)
+    # On a Redis Cluster (`make bench REDIS=cluster`) the results are named apart, so the
+    # single Redis's stay the headline: `latest-cluster.json` and `.png`.
+    stem = "latest-cluster" if is_cluster(redis) else "latest"
     runs: dict[str, SystemRun] = {}
     storage: dict[str, Any] = {}
     try:
-        info: dict[str, Any] = await redis.info("server")
+        info = await footprint.server_info(redis)
         for name in opts.systems:
             runs[name], kept = await bench_system(
                 name, base=base, run_id=run_id, opts=opts, redis=redis, console=console
@@ -192,11 +195,12 @@ async def main(opts: Options, console: Console) -> dict[str, Any]:
         "systems": {name: runs[name].to_dict() for name in opts.systems},
         "targets": [vars(t) for t in judged],
         "machine": results.machine(str(info.get("redis_version", "unknown"))),
+        "redis": "cluster" if is_cluster(redis) else "single",
     }
-    results.write(RESULTS / "latest.json", result)
-    report.draw(RESULTS / "latest.png", [runs[n] for n in opts.systems])
+    results.write(RESULTS / f"{stem}.json", result)
+    report.draw(RESULTS / f"{stem}.png", [runs[n] for n in opts.systems])
     report.print_tables(console, [runs[n] for n in opts.systems], judged)
-    console.print(f"wrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+    console.print(f"wrote {RESULTS / f'{stem}.json'} and {RESULTS / f'{stem}.png'}")
     return result
 
 

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from benchmarks.passthrough import ROLES
 from participants.app import NAMES
 from participants.order_mix import GOOD_CUSTOMERS
 from participants.seed import DEMO_CATALOGUE, SeedData, load_seed
 from saga_worker.runtime.cleanup import discard as discard_deployment
 from saga_worker.runtime.kafka_clients import ensure_topics
+from saga_worker.runtime.redis_client import RedisClient
 from saga_worker.runtime.worker_processes import WorkerProcess, saga_workers
 from saga_worker.settings import Settings
 from schemas import topics as t
@@ -87,7 +86,7 @@ def build(name: str, base: Settings, run_id: str, log_dir: Path) -> System:
     return System(name, settings, workers)
 
 
-async def prepare(system: System, redis: Redis) -> None:
+async def prepare(system: System, redis: RedisClient) -> None:
     """Creates the topics (leaders elected) and seeds the participants' stock and money."""
     s = system.settings
     await ensure_topics(s.kafka, system.topic_names(), partitions=s.saga_partitions)
@@ -118,6 +117,6 @@ def stop(system: System) -> None:
         worker.stop()
 
 
-async def discard(system: System, redis: Redis) -> None:
+async def discard(system: System, redis: RedisClient) -> None:
     """Deletes the system's keys and topics: a run leaves no data behind."""
     await discard_deployment(system.settings, redis)

@@ -59,6 +59,10 @@ class Ports:
 
     @property
     def redis_url(self) -> str:
+        from devstack import cluster  # noqa: PLC0415 - it imports this module
+
+        if cluster.enabled():
+            return cluster.url()
         return f"redis://127.0.0.1:{self.redis}/0"
 
 
@@ -363,6 +367,29 @@ def redis_ready(port: int) -> bool:
         return False
 
 
+def redis_args(port: int, home: Path) -> list[str]:
+    """redis-server's options: loopback, AOF (SAGA_REDIS_APPENDFSYNC), no RDB, foreground."""
+    fsync = os.environ.get("SAGA_REDIS_APPENDFSYNC", "everysec")
+    return [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(home),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        fsync,
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+    ]
+
+
 def start_redis(ports: Ports) -> bool:
     home = RUNTIME / "redis"
     pidfile, log = home / "redis.pid", home / "redis.log"
@@ -371,30 +398,7 @@ def start_redis(ports: Ports) -> bool:
     binary = redis_binary()
     require_port_free(ports.redis, "Redis")
     home.mkdir(parents=True, exist_ok=True)
-    fsync = os.environ.get("SAGA_REDIS_APPENDFSYNC", "everysec")
-    spawn(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(ports.redis),
-            "--dir",
-            str(home),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            fsync,
-            "--save",
-            "",
-            "--protected-mode",
-            "yes",
-            "--daemonize",
-            "no",
-        ],
-        log,
-        pidfile,
-    )
+    spawn([binary, *redis_args(ports.redis, home)], log, pidfile)
     wait_until(lambda: redis_ready(ports.redis), "Redis", log, pidfile)
     return True
 
@@ -404,17 +408,27 @@ def start_redis(ports: Ports) -> bool:
 
 def up(ports: Ports) -> list[str]:
     """Starts what is not running; returns the names of what this call started."""
+    from devstack import cluster  # noqa: PLC0415 - it imports this module
+
     started = []
-    if start_redis(ports):
+    if cluster.enabled():
+        if cluster.start_cluster():
+            started.append("redis-cluster")
+    elif start_redis(ports):
         started.append("redis")
     if start_kafka(ports):
         started.append("kafka")
     return started
 
 
-def down(names: Sequence[str] = ("kafka", "redis")) -> None:
+def down(names: Sequence[str] = ("kafka", "redis", "redis-cluster")) -> None:
+    from devstack import cluster  # noqa: PLC0415 - it imports this module
+
     for name in names:
-        stop_pid(RUNTIME / name / f"{name}.pid", name)
+        if name == "redis-cluster":
+            cluster.stop_cluster()
+        else:
+            stop_pid(RUNTIME / name / f"{name}.pid", name)
 
 
 def status(ports: Ports) -> int:
@@ -442,7 +456,7 @@ def run(ports: Ports, cmd: Sequence[str]) -> int:
     try:
         return subprocess.call(list(cmd), env=env)  # noqa: S603
     finally:
-        down([n for n in ("kafka", "redis") if n in started])
+        down([n for n in ("kafka", "redis", "redis-cluster") if n in started])
 
 
 def main(argv: Sequence[str]) -> int:

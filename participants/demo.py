@@ -24,7 +24,6 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -37,6 +36,7 @@ from participants.order_mix import Plan, PlannedOrder, plan_orders
 from participants.order_sender import send_orders
 from participants.seed import load_seed
 from saga_worker import (
+    RedisClient,
     RedisSagaStore,
     SagaState,
     SagaStatus,
@@ -134,7 +134,7 @@ async def run_demo(base: Settings, options: DemoOptions, console: Console) -> in
 async def _drive(
     settings: Settings,
     *,
-    redis: Redis,
+    redis: RedisClient,
     orders: Sequence[PlannedOrder],
     options: DemoOptions,
     workers: Sequence[WorkerProcess],

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from participants import keys
+from saga_worker import RedisClient
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _notices(raw: list[Any] | None) -> list[Notice]:
     return notices
 
 
-async def snapshot(redis: Redis, key_prefix: str) -> DomainSnapshot:
+async def snapshot(redis: RedisClient, key_prefix: str) -> DomainSnapshot:
     """Every participant's domain state, read in one pipelined round trip."""
     inv, pay = keys.inventory(key_prefix), keys.payment(key_prefix)
     ship, note = keys.shipping(key_prefix), keys.notification(key_prefix)
@@ -150,30 +150,30 @@ async def snapshot(redis: Redis, key_prefix: str) -> DomainSnapshot:
     )
 
 
-async def read_stock(redis: Redis, key_prefix: str) -> dict[str, int]:
+async def read_stock(redis: RedisClient, key_prefix: str) -> dict[str, int]:
     return _ints(await redis.hgetall(keys.inventory(key_prefix).stock))
 
 
-async def read_reservations(redis: Redis, key_prefix: str) -> dict[str, dict[str, int]]:
+async def read_reservations(redis: RedisClient, key_prefix: str) -> dict[str, dict[str, int]]:
     return _reservations(await redis.hgetall(keys.inventory(key_prefix).reservations))
 
 
-async def read_balances(redis: Redis, key_prefix: str) -> dict[str, int]:
+async def read_balances(redis: RedisClient, key_prefix: str) -> dict[str, int]:
     return _ints(await redis.hgetall(keys.payment(key_prefix).balances))
 
 
-async def read_charges(redis: Redis, key_prefix: str) -> dict[str, Charge]:
+async def read_charges(redis: RedisClient, key_prefix: str) -> dict[str, Charge]:
     return _charges(await redis.hgetall(keys.payment(key_prefix).charges))
 
 
-async def read_shipments(redis: Redis, key_prefix: str) -> dict[str, Shipment]:
+async def read_shipments(redis: RedisClient, key_prefix: str) -> dict[str, Shipment]:
     """Active shipments by saga id."""
     return _shipments(await redis.hgetall(keys.shipping(key_prefix).shipments))
 
 
-async def read_cancelled_shipments(redis: Redis, key_prefix: str) -> dict[str, Shipment]:
+async def read_cancelled_shipments(redis: RedisClient, key_prefix: str) -> dict[str, Shipment]:
     return _shipments(await redis.hgetall(keys.shipping(key_prefix).cancelled))
 
 
-async def read_notices(redis: Redis, key_prefix: str) -> list[Notice]:
+async def read_notices(redis: RedisClient, key_prefix: str) -> list[Notice]:
     return _notices(await redis.xrange(keys.notification(key_prefix).notices))

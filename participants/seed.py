@@ -20,12 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
 from participants import keys
-from saga_worker import Settings, make_redis
+from saga_worker import RedisClient, Settings, make_redis
 
 
 @dataclass(frozen=True)
@@ -81,60 +78,67 @@ def seeded_marker(key_prefix: str) -> str:
     return f"{key_prefix}sample:seeded"
 
 
-async def load_seed(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -> SeedData:
+async def load_seed(redis: RedisClient, key_prefix: str, data: SeedData = DEMO_SEED) -> SeedData:
     """Replaces catalogue, stock and balances under `key_prefix`; returns `data`.
 
     Reservations, charges, shipments and notices are left alone: seed before a run.
     """
-    async with redis.pipeline(transaction=True) as pipe:
-        _queue_seed(pipe, key_prefix, data)
-        await pipe.execute()
+    await _replace(redis, key_prefix, data)
+    await redis.set(seeded_marker(key_prefix), _now())
     return data
 
 
-async def load_seed_once(redis: Redis, key_prefix: str, data: SeedData = DEMO_SEED) -> str | None:
+async def load_seed_once(
+    redis: RedisClient, key_prefix: str, data: SeedData = DEMO_SEED
+) -> str | None:
     """Loads `data` unless something was loaded under `key_prefix` before.
 
     Returns None when it loaded now, else when the earlier load happened (as it was
-    recorded). Two at once load once: the loser of the race sees the winner's mark.
+    recorded). Two at once load once: the mark is claimed first (SET NX), and the
+    loser of the race reads the winner's. A load that fails gives the mark back.
     """
     marker = seeded_marker(key_prefix)
-    while True:
-        async with redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(marker)
-                before = await pipe.get(marker)
-                if before is not None:
-                    return before.decode() if isinstance(before, bytes) else str(before)
-                pipe.multi()  # type: ignore[no-untyped-call]
-                _queue_seed(pipe, key_prefix, data)
-                await pipe.execute()
-                return None
-            except WatchError:
-                continue  # another seed wrote the mark meanwhile: read it
+    if not await redis.set(marker, _now(), nx=True):
+        before = await redis.get(marker)
+        return before.decode() if isinstance(before, bytes) else str(before)
+    try:
+        await _replace(redis, key_prefix, data)
+    except BaseException:
+        await redis.delete(marker)
+        raise
+    return None
 
 
-def _queue_seed(pipe: Pipeline, key_prefix: str, data: SeedData) -> None:
+async def _replace(redis: RedisClient, key_prefix: str, data: SeedData) -> None:
     inv, pay = keys.inventory(key_prefix), keys.payment(key_prefix)
-    pipe.delete(inv.catalogue, inv.stock, pay.balances)
-    if data.catalogue:
-        pipe.hset(
-            inv.catalogue,
-            mapping={
-                item.sku: orjson.dumps({"name": item.name, "unit_price": item.unit_price})
-                for item in data.catalogue
-            },
-        )
-    if data.stock:
-        stock: dict[Any, Any] = dict(data.stock)
-        pipe.hset(inv.stock, mapping=stock)
-    if data.balances:
-        balances: dict[Any, Any] = dict(data.balances)
-        pipe.hset(pay.balances, mapping=balances)
-    pipe.set(seeded_marker(key_prefix), datetime.now(UTC).isoformat(timespec="milliseconds"))
+    # One transaction per participant: each one's keys share its hash tag (one slot).
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(inv.catalogue, inv.stock)
+        if data.catalogue:
+            pipe.hset(
+                inv.catalogue,
+                mapping={
+                    item.sku: orjson.dumps({"name": item.name, "unit_price": item.unit_price})
+                    for item in data.catalogue
+                },
+            )
+        if data.stock:
+            stock: dict[Any, Any] = dict(data.stock)
+            pipe.hset(inv.stock, mapping=stock)
+        await pipe.execute()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(pay.balances)
+        if data.balances:
+            balances: dict[Any, Any] = dict(data.balances)
+            pipe.hset(pay.balances, mapping=balances)
+        await pipe.execute()
 
 
-async def read_catalogue(redis: Redis, key_prefix: str) -> tuple[CatalogueItem, ...]:
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+async def read_catalogue(redis: RedisClient, key_prefix: str) -> tuple[CatalogueItem, ...]:
     raw = await redis.hgetall(keys.inventory(key_prefix).catalogue)
     items = []
     for sku, body in raw.items():

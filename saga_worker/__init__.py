@@ -10,7 +10,8 @@ Everything a user needs is importable from here:
   `Handler` and `StepRefused` (effects outside Redis, by an async function);
 - the wire envelope: `SagaCommand`, `CompensationCommand`, `WireMessage`, field
   types, the codec and `Topics`;
-- running workers: `run_orchestrator`, `run_participant`, `run_all`, `Settings`;
+- running workers: `run_orchestrator`, `run_participant`, `run_all`, `Settings`,
+  `make_redis` (a single Redis or a Redis Cluster, as the settings say);
 - testing: `SagaHarness` (in memory, no broker) and `WorkerProcess`;
 - the errors, all under `SagaWorkerError`.
 """
@@ -51,7 +52,7 @@ from saga_worker.participant.protocol import Apply, Fault, Kind, Refuse, Verdict
 from saga_worker.runtime.cleanup import discard
 from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.kafka_clients import ensure_topics, make_producer
-from saga_worker.runtime.redis_client import make_redis
+from saga_worker.runtime.redis_client import RedisClient, make_redis
 from saga_worker.runtime.run import run_all, run_orchestrator, run_participant
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.runtime.worker_processes import (
@@ -138,6 +139,7 @@ __all__ = [  # noqa: RUF022 - grouped by purpose, as the docstring lists
     "ParticipantError",
     "ParticipantKeys",
     # running workers, and the state they keep
+    "RedisClient",
     "RedisSagaStore",
     "Refuse",
     "RetryPolicy",

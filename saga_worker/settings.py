@@ -30,6 +30,7 @@ from redis.connection import parse_url
 from saga_worker.errors import ConfigurationError
 from saga_worker.runtime.kafka_clients import KafkaConnection
 from saga_worker.runtime.keys import KeySpace
+from saga_worker.runtime.redis_client import first_node_url
 from saga_worker.wire.codec import HEADER_ROOM, MAX_BYTES
 from saga_worker.wire.topics import Topics
 
@@ -98,6 +99,25 @@ class Settings(BaseSettings):
     # batch, with this probability. Never set in production.
     saga_crash_point: Literal["after_save", "after_publish"] | None = None
     saga_crash_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Redis Cluster (issue 15): a `redis+cluster://` REDIS_URL or this selects the cluster
+    # client; the global indexes are split into this many shards (keys.py).
+    saga_redis_cluster: bool = False
+    saga_index_shards: int = Field(default=4, ge=1, le=1024)
+    # Before a batch's offsets are committed, wait until this many replicas have the
+    # batch's writes (Redis WAIT), on every node written; a node with fewer fails the
+    # batch (retried). Unset: adaptive, one replica on each node that has one, none on
+    # a node that has none (runtime/replica_wait.py); 0: never wait. See the README.
+    saga_redis_replicas: int | None = Field(default=None, ge=0, le=100)
+    saga_redis_replica_timeout_ms: int = Field(default=1000, ge=1, le=600_000)
+    # The web console (`saga-worker console`): where it listens, who may use it, and
+    # whether it may act. Beyond loopback it refuses to start without credentials.
+    saga_console_host: str = Field(default="127.0.0.1", min_length=1)
+    saga_console_port: int = Field(default=8080, ge=1, le=65535)
+    saga_console_token: SecretStr | None = None
+    saga_console_user: str | None = Field(default=None, min_length=1, pattern=r"^[^:]+$")
+    saga_console_password: SecretStr | None = None
+    saga_console_read_only: bool = False
+    saga_console_refresh_s: float = Field(default=5.0, ge=1, le=3600)
 
     @property
     def kafka(self) -> KafkaConnection:
@@ -130,9 +150,16 @@ class Settings(BaseSettings):
     def _redis_url_parses(cls, value: SecretStr) -> SecretStr:
         url = value.get_secret_value()
         try:
-            parse_url(url)  # type: ignore[no-untyped-call]
+            parse_url(first_node_url(url))  # type: ignore[no-untyped-call]
         except ValueError as exc:  # redis-py's message never repeats the password
             raise ValueError(f"not a Redis URL ({exc})") from None
+        return value
+
+    @field_validator("saga_console_token", "saga_console_password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < CONSOLE_SECRET_MIN:
+            raise ValueError(f"must be at least {CONSOLE_SECRET_MIN} characters")
         return value
 
     @model_validator(mode="after")
@@ -147,7 +174,7 @@ class Settings(BaseSettings):
 
     @property
     def keys(self) -> KeySpace:
-        return KeySpace(self.saga_key_prefix)
+        return KeySpace(self.saga_key_prefix, self.saga_index_shards)
 
     @property
     def retention(self) -> timedelta:
@@ -174,7 +201,15 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 # Secrets that may come from a file instead: `<NAME>_FILE` holds its path.
-SECRETS = ("kafka_sasl_password", "kafka_ssl_key_password", "redis_url", "redis_password")
+SECRETS = (
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "redis_url",
+    "redis_password",
+    "saga_console_token",
+    "saga_console_password",
+)
+CONSOLE_SECRET_MIN = 16  # a console token or password shorter than this is refused
 TLS = ("SSL", "SASL_SSL")
 SASL = ("SASL_PLAINTEXT", "SASL_SSL")
 FILES = (
@@ -227,7 +262,7 @@ def contradictions(s: Settings) -> list[str]:
         )
     if s.kafka_ssl_keyfile is not None and s.kafka_ssl_certfile is None:
         found.append("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the client certificate)")
-    redis_tls = s.redis_url.get_secret_value().startswith("rediss://")
+    redis_tls = s.redis_url.get_secret_value().startswith(("rediss://", "rediss+cluster://"))
     redis_files = [
         n
         for n in ("redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile")
@@ -242,6 +277,8 @@ def contradictions(s: Settings) -> list[str]:
         if path is not None and not os.access(path, os.R_OK):
             why = "does not exist" if not Path(path).exists() else "is not readable"
             found.append(f"{name.upper()}: {path} {why}")
+    if (s.saga_console_user is None) != (s.saga_console_password is None):
+        found.append("SAGA_CONSOLE_USER and SAGA_CONSOLE_PASSWORD go together: set both or neither")
     if s.kafka_sasl_oauth_token_provider is not None:
         from saga_worker.runtime.kafka_clients import load_token_provider  # noqa: PLC0415
 

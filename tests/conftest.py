@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from saga_worker.runtime.cleanup import discard
 from saga_worker.settings import load_settings
-from tests.services import Services, provide
+from tests.services import Services, provide, redis_client_for
 from tests.spans import recorded_spans
 
 __all__ = ["recorded_spans"]  # a fixture for every test
@@ -18,12 +18,15 @@ __all__ = ["recorded_spans"]  # a fixture for every test
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything outside tests/unit needs the broker; mark it so `-m` can select.
+    # tests/console also needs Debian's chromium (make browser).
     # tests/docker needs a Docker engine and its images: run only when `-m` names it.
     compose_selected = "compose" in (config.option.markexpr or "")
     for item in items:
         path = str(item.path)
         if "/tests/integration/" in path:
             item.add_marker(pytest.mark.integration)
+        elif "/tests/console/" in path:
+            item.add_marker(pytest.mark.console)
         elif "/tests/chaos/" in path:
             item.add_marker(pytest.mark.chaos)
         elif "/tests/docker/" in path:
@@ -60,7 +63,7 @@ def forget(services: Services, prefix: str) -> None:
     )
 
     async def run() -> None:
-        client = aioredis.Redis.from_url(services.redis_url)
+        client = redis_client_for(services.redis_url)
         try:
             await discard(settings, client)
         finally:
@@ -71,7 +74,7 @@ def forget(services: Services, prefix: str) -> None:
 
 @pytest.fixture
 async def redis_client(services: Services) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
+    client = redis_client_for(services.redis_url)
     try:
         yield client
     finally:

@@ -25,9 +25,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+from redis.asyncio import Redis
 
 from devstack.images import engine_answers
+from saga_worker.runtime.redis_client import redis_from_url
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -219,3 +222,9 @@ def _local() -> Iterator[Services]:
         yield Services(ports.bootstrap, ports.redis_url, Source.LOCAL)
     finally:
         stack.down(started)
+
+
+def redis_client_for(url: str) -> Redis:
+    """The tests' Redis client for a URL: the cluster client for `redis+cluster://`.
+    Typed as a single node's: the tests use the commands both clients share."""
+    return cast(Redis, redis_from_url(url))

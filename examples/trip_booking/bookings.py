@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from examples.trip_booking import topics as t
 from examples.trip_booking.messages import BookFlight, BookHotel, CancelFlight, CancelHotel
-from saga_worker import Apply, JsonObject, Kind, Participant, ParticipantKeys, Route, Verdict
+from saga_worker import (
+    Apply,
+    JsonObject,
+    Kind,
+    Participant,
+    ParticipantKeys,
+    RedisClient,
+    Route,
+    Verdict,
+)
 
 NAME = "bookings"
 
@@ -74,7 +81,7 @@ BOOKINGS = Participant(
 
 
 async def open_for_booking(
-    redis: Redis, key_prefix: str, *, seats: Mapping[str, int], rooms: Mapping[str, int]
+    redis: RedisClient, key_prefix: str, *, seats: Mapping[str, int], rooms: Mapping[str, int]
 ) -> None:
     """Sets how many seats each flight and rooms each hotel have left (demo data)."""
     k = BookingKeys.under(key_prefix)

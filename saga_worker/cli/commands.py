@@ -143,7 +143,9 @@ def all_workers(app_spec: AppOption = None) -> None:
 
 
 def main() -> None:
-    # Operator commands (show, list, retry, abort, stats, dlq) register themselves on `app`.
-    import saga_worker.cli.operator  # noqa: F401, PLC0415
+    # Operator commands (show, list, retry, abort, stats, dlq) and the console register
+    # themselves on `app`.
+    import saga_worker.cli.operator  # noqa: PLC0415
+    import saga_worker.cli.web  # noqa: F401, PLC0415
 
     sys.exit(app())

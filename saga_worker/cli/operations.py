@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
-
 from saga_worker.app import App
 from saga_worker.engine.decide import child_saga_id, command_id, compensation_id, decide
 from saga_worker.engine.events import Event, EventArrived, OperatorAbort, OperatorRetry
@@ -24,8 +22,10 @@ from saga_worker.runtime.clock import utcnow
 from saga_worker.runtime.kafka_clients import make_producer
 from saga_worker.runtime.processor import Inbound, SagaProcessor
 from saga_worker.runtime.publisher import Publisher
+from saga_worker.runtime.redis_client import RedisClient
 from saga_worker.runtime.store import RedisSagaStore
 from saga_worker.settings import Settings
+from saga_worker.wire import topics as t
 
 WORKER = "cli"
 
@@ -51,6 +51,7 @@ class Child:
 
 
 MAX_TREE_DEPTH = 5  # child sagas shown below a saga; deeper ones are left out
+SCAN_WINDOWS = 10  # windows of the status index one page reads, at most, to fill itself
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Operations:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
+        redis: RedisClient,
         app: App,
         *,
         clock: Callable[[], datetime] = utcnow,
@@ -101,37 +102,62 @@ class Operations:
     ) -> Page:
         """Sagas in the given statuses (and of one type), most recently updated first.
 
-        The status index spans every saga type: a type filter is applied to each
-        page read, so a filtered page may hold fewer than `limit` sagas."""
+        The status index spans every saga type and holds hints: a page drops the sagas
+        of other types (and stale hints) and reads on to fill itself, at most
+        SCAN_WINDOWS windows of `limit` entries, so a page may still come back short.
+        Offsets count index entries read, so `next_offset` continues where it stopped."""
         now_ms = to_ms(self.now())
         newest = now_ms - int(older_than.total_seconds() * 1000) if older_than else "+inf"
         oldest = now_ms - int(newer_than.total_seconds() * 1000) if newer_than else "-inf"
+        sagas: list[SagaState] = []
+        cursor = offset
+        for _ in range(SCAN_WINDOWS):
+            wanted = limit - len(sagas)
+            window = await self._index_window(statuses, newest, oldest, cursor, wanted + 1)
+            loaded = await self._store.load({saga_id: [] for saga_id in window[:wanted]})
+            # The index is a hint: keep only sagas whose own state agrees with it.
+            sagas += [
+                row.state
+                for row in loaded.values()
+                if row.state is not None
+                and row.state.status in statuses
+                and saga_type in (None, row.state.definition_name)
+            ]
+            cursor += min(len(window), wanted)
+            if len(window) <= wanted:
+                return Page(_newest_first(sagas), None)
+            if len(sagas) == limit:
+                break
+        return Page(_newest_first(sagas), cursor)
+
+    async def _index_window(
+        self,
+        statuses: builtins.list[SagaStatus],
+        newest: float | str,
+        oldest: float | str,
+        start: int,
+        count: int,
+    ) -> builtins.list[str]:
+        """Saga ids at positions [start, start + count) of the status indexes merged,
+        most recently updated first."""
         ids: list[tuple[float, str]] = []
-        for status in statuses:
-            rows: list[tuple[bytes, float]] = await self._redis.zrevrangebyscore(  # type: ignore[assignment]
-                self._store.keys.by_status(status.value),
-                newest,
-                oldest,
-                start=0,
-                num=offset + limit + 1,
-                withscores=True,
-            )
+        keys = self._store.keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for status in statuses:
+                for shard in keys.all_shards:  # the first start + count of every shard
+                    pipe.zrevrangebyscore(
+                        keys.by_status(status.value, shard),
+                        newest,
+                        oldest,
+                        start=0,
+                        num=start + count,
+                        withscores=True,
+                    )
+            pages: list[list[tuple[bytes, float]]] = await pipe.execute()
+        for rows in pages:
             ids += [(float(score), _text(member)) for member, score in rows]
         ids.sort(reverse=True)
-        window = ids[offset : offset + limit + 1]
-        loaded = await self._store.load({saga_id: [] for _, saga_id in window[:limit]})
-        # The index is a hint: keep only sagas whose own state agrees with it.
-        wanted = set(statuses)
-        sagas = [
-            row.state
-            for row in loaded.values()
-            if row.state is not None
-            and row.state.status in wanted
-            and saga_type in (None, row.state.definition_name)
-        ]
-        sagas.sort(key=lambda s: s.updated_at, reverse=True)
-        more = len(window) > limit
-        return Page(sagas, offset + limit if more else None)
+        return [saga_id for _, saga_id in ids[start : start + count]]
 
     async def retry(self, saga_or_key: str) -> Outcome:
         return await self._command(saga_or_key, OperatorRetry())
@@ -207,22 +233,31 @@ class Operations:
 
     async def counts(self) -> dict[str, int]:
         """Sagas per status, from the status index (hints; finished ones age out)."""
+        keys = self._store.keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for status in SagaStatus:
-                pipe.zcard(self._store.keys.by_status(status.value))
+                for shard in keys.all_shards:
+                    pipe.zcard(keys.by_status(status.value, shard))
             sizes = await pipe.execute()
-        return {s.value: int(n) for s, n in zip(SagaStatus, sizes, strict=True)}
+        n = keys.shards
+        return {
+            s.value: sum(int(x) for x in sizes[i * n : (i + 1) * n])
+            for i, s in enumerate(SagaStatus)
+        }
 
     async def backlog(self) -> dict[str, int]:
         keys = self._store.keys
         now_ms = to_ms(self.now())
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.pending_outboxes)
-            pipe.zcard(keys.timers)
-            pipe.zcount(keys.timers, "-inf", now_ms)
-            pipe.zcount(keys.by_status(SagaStatus.COMPLETED.value), now_ms - 60_000, now_ms)
-            pipe.zcount(keys.by_status(SagaStatus.FAILED.value), now_ms - 60_000, now_ms)
-            outbox, timers, due, completed, failed = await pipe.execute()
+            for shard in keys.all_shards:
+                pipe.zcard(keys.pending_outboxes(shard))
+                pipe.zcard(keys.timers(shard))
+                pipe.zcount(keys.timers(shard), "-inf", now_ms)
+                completed_key = keys.by_status(SagaStatus.COMPLETED.value, shard)
+                pipe.zcount(completed_key, now_ms - 60_000, now_ms)
+                pipe.zcount(keys.by_status(SagaStatus.FAILED.value, shard), now_ms - 60_000, now_ms)
+            sizes = [int(x) for x in await pipe.execute()]
+        outbox, timers, due, completed, failed = (sum(sizes[i::5]) for i in range(5))
         return {
             "outbox_pending_sagas": int(outbox),
             "timers": int(timers),
@@ -230,6 +265,32 @@ class Operations:
             "completed_last_60s": int(completed),
             "failed_last_60s": int(failed),
         }
+
+
+def consumer_groups(settings: Settings, the_app: App) -> Mapping[str, list[str]]:
+    """The consumer group of every worker of the app, and the physical topics it reads."""
+    physical = settings.topics.physical
+    groups: dict[str, list[str]] = {}
+    if the_app.sagas:
+        inbound = the_app.orchestrator_inbound()
+        groups[settings.group_id("orchestrator")] = [physical(n) for n in inbound]
+    for name in the_app.participant_names:
+        topics = the_app.build_participant(name).topics
+        groups[settings.group_id(f"participant.{name}")] = [physical(n) for n in topics]
+    return groups
+
+
+def replayable_topics(settings: Settings, the_app: App) -> set[str]:
+    """Where a dead letter may go back to: any topic a worker of the app reads."""
+    return {topic for topics in consumer_groups(settings, the_app).values() for topic in topics}
+
+
+def dead_letter_topic(settings: Settings) -> str:
+    return settings.topics.physical(t.DEAD_LETTER)
+
+
+def _newest_first(sagas: builtins.list[SagaState]) -> builtins.list[SagaState]:
+    return sorted(sagas, key=lambda s: s.updated_at, reverse=True)
 
 
 def _text(value: object) -> str:

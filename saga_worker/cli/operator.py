@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import timedelta
@@ -35,7 +35,12 @@ from saga_worker.cli.dlq import (
     read_letters,
     replay,
 )
-from saga_worker.cli.operations import Operations
+from saga_worker.cli.operations import (
+    Operations,
+    consumer_groups,
+    dead_letter_topic,
+    replayable_topics,
+)
 from saga_worker.cli.views import (
     Family,
     family_view,
@@ -54,7 +59,6 @@ from saga_worker.runtime.kafka_admin import GroupLag, consumer_lag
 from saga_worker.runtime.kafka_checks import diagnose
 from saga_worker.runtime.redis_client import make_redis
 from saga_worker.settings import Settings
-from saga_worker.wire import topics as t
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -327,7 +331,7 @@ def stats(as_json: JsonFlag = False, app_spec: AppOption = None) -> None:
         async with _operations(settings, the_app) as ops:
             counts = await ops.counts()
             backlog = await ops.backlog()
-        lags = await consumer_lag(settings.kafka, _consumer_groups(settings, the_app))
+        lags = await consumer_lag(settings.kafka, consumer_groups(settings, the_app))
         return {"sagas": counts, "backlog": backlog, "lag": [asdict(g) for g in lags]}
 
     report = _run_with_app(app_spec, work)
@@ -335,19 +339,6 @@ def stats(as_json: JsonFlag = False, app_spec: AppOption = None) -> None:
         _print_json(report)
     else:
         print_stats(report["sagas"], report["backlog"], [GroupLag(**g) for g in report["lag"]])
-
-
-def _consumer_groups(settings: Settings, the_app: App) -> Mapping[str, list[str]]:
-    """The consumer group of every worker of the app, and the physical topics it reads."""
-    physical = settings.topics.physical
-    groups: dict[str, list[str]] = {}
-    if the_app.sagas:
-        inbound = the_app.orchestrator_inbound()
-        groups[settings.group_id("orchestrator")] = [physical(n) for n in inbound]
-    for name in the_app.participant_names:
-        topics = the_app.build_participant(name).topics
-        groups[settings.group_id(f"participant.{name}")] = [physical(n) for n in topics]
-    return groups
 
 
 # -- dead letters ---------------------------------------------------------------------
@@ -362,7 +353,7 @@ def dlq_list(
     _at_least("--limit", limit, 1)
 
     async def work(settings: Settings) -> list[Letter]:
-        return await read_letters(settings.kafka, _dlq_topic(settings), newest=limit)
+        return await read_letters(settings.kafka, dead_letter_topic(settings), newest=limit)
 
     letters = _run(work)
     if as_json:
@@ -400,9 +391,9 @@ def dlq_replay(
     async def work(settings: Settings, the_app: App) -> Replayed:
         return await replay(
             settings.kafka,
-            _dlq_topic(settings),
+            dead_letter_topic(settings),
             selection,
-            _replayable_topics(settings, the_app),
+            replayable_topics(settings, the_app),
             force=force,
             dry_run=dry_run,
             on_send=listed if dry_run else None,
@@ -434,12 +425,3 @@ def _letter_ids_or_exit(texts: list[str] | None) -> set[tuple[int, int]] | None:
         return {parse_letter_id(x) for x in texts}
     except ValueError as exc:
         fail(f"--offset: {exc}", EXIT_USAGE)
-
-
-def _replayable_topics(settings: Settings, the_app: App) -> set[str]:
-    """Where a dead letter may go back to: any topic a worker of the app reads."""
-    return {topic for topics in _consumer_groups(settings, the_app).values() for topic in topics}
-
-
-def _dlq_topic(settings: Settings) -> str:
-    return settings.topics.physical(t.DEAD_LETTER)

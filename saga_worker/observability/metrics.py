@@ -71,6 +71,13 @@ class WorkerMetrics:
             ["worker"],
             registry=r,
         ).labels(worker).set_function(lambda: self._clock() - self._last_batch)
+        self._lag = Gauge(
+            "saga_worker_consumer_lag",
+            "Records behind the end of the worker's assigned partitions, as its last "
+            "fetches saw them",
+            ["worker"],
+            registry=r,
+        ).labels(worker)
         self._batch = Histogram(
             "saga_worker_batch_records",
             "Records per Kafka batch handled",
@@ -84,6 +91,10 @@ class WorkerMetrics:
             ["worker", "code"],
             registry=r,
         )
+
+    def follow(self, lag: Callable[[], float]) -> None:
+        """Where `saga_worker_consumer_lag` comes from: the worker's consumer loop."""
+        self._lag.set_function(lag)
 
     def batch(self, records: int) -> None:
         self._batch.observe(records)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,6 +32,7 @@ from saga_worker.participant.protocol import (
     parse_settled,
     script_args,
 )
+from saga_worker.runtime.redis_client import RedisClient, is_cluster, run_script
 from saga_worker.runtime.transient import redis_refused_for_now
 from saga_worker.wire import SagaCommand
 
@@ -70,28 +70,34 @@ def compose_script(participant: Participant) -> str:
 
 class EffectStore:
     def __init__(
-        self, redis: Redis, participant: Participant, key_prefix: str, *, retention_ms: int
+        self, redis: RedisClient, participant: Participant, key_prefix: str, *, retention_ms: int
     ) -> None:
         self._redis = redis
-        self._keys = ParticipantKeys(key_prefix, participant.name)
         self._domain_keys = list(participant.domain_keys(key_prefix))
+        # records by saga on a cluster, unless they must share the domain keys' slot
+        spread = is_cluster(redis) and not self._domain_keys
+        self._keys = ParticipantKeys(key_prefix, participant.name, spread)
         self._retention_ms = retention_ms
         self._script = redis.register_script(compose_script(participant))
 
     async def settle(self, pending: Sequence[Pending]) -> list[Settled]:
         if not pending:
             return []
+        calls = [
+            (
+                [
+                    self._keys.reply(
+                        idempotency_key(p.command, p.logical_topic), p.command.saga_id
+                    ),
+                    self._keys.effect(p.command.saga_id, p.command.step_name),
+                    *self._domain_keys,
+                ],
+                script_args(p.kind, p.verdict, self._retention_ms),
+            )
+            for p in pending
+        ]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for p in pending:
-                    keys = [
-                        self._keys.reply(idempotency_key(p.command, p.logical_topic)),
-                        self._keys.effect(p.command.saga_id, p.command.step_name),
-                        *self._domain_keys,
-                    ]
-                    args = script_args(p.kind, p.verdict, self._retention_ms)
-                    await self._script(keys=keys, args=args, client=pipe)
-                raw = await pipe.execute(raise_on_error=False)
+            raw = await run_script(self._redis, self._script, calls)
         except REDIS_UNAVAILABLE as exc:
             raise EffectStoreUnavailableError(f"redis: {exc}") from exc
         return [settled_from_script(r) for r in raw]

@@ -37,7 +37,6 @@ from typing import Any, Protocol
 
 import orjson
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
 from saga_worker.errors import EffectStoreUnavailableError
 from saga_worker.observability.tracing import TRACER
@@ -63,6 +62,7 @@ from saga_worker.participant.protocol import (
     idempotency_key,
     parse_settled,
 )
+from saga_worker.runtime.redis_client import RedisClient, run_script
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class StepRecords(Protocol):
 
 
 class RedisStepRecords:
-    def __init__(self, redis: Redis, *, retention_ms: int) -> None:
+    def __init__(self, redis: RedisClient, *, retention_ms: int) -> None:
         self._redis = redis
         self._retention_ms = retention_ms
         self._script = redis.register_script(lua("handler_store.lua"))
@@ -161,22 +161,25 @@ class RedisStepRecords:
 
     async def read(self, keys: Sequence[str]) -> list[bytes | None]:
         try:
-            values = await self._redis.mget(keys)
+            # GETs in one pipeline, not MGET: on a cluster the keys span slots
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                values = await pipe.execute()
         except REDIS_UNAVAILABLE as exc:
             raise EffectStoreUnavailableError(f"redis: {exc}") from exc
         return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def write(self, writes: Sequence[Write]) -> list[Settled]:
+        calls = [
+            (
+                [w.reply_key, w.record_key],
+                [w.kind.value, outcome_json(w.outcome), self._refusal, str(self._retention_ms)],
+            )
+            for w in writes
+        ]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for w in writes:
-                    args = [w.kind.value, outcome_json(w.outcome), self._refusal]
-                    await self._script(
-                        keys=[w.reply_key, w.record_key],
-                        args=[*args, str(self._retention_ms)],
-                        client=pipe,
-                    )
-                raw = await pipe.execute(raise_on_error=False)
+            raw = await run_script(self._redis, self._script, calls)
         except REDIS_UNAVAILABLE as exc:
             raise EffectStoreUnavailableError(f"redis: {exc}") from exc
         return [settled_from_script(r) for r in raw]
@@ -237,11 +240,16 @@ class HandlerStore:
     """Settles a batch of a HandlerParticipant's commands (see the module docstring)."""
 
     def __init__(
-        self, participant: HandlerParticipant, records: StepRecords, key_prefix: str
+        self,
+        participant: HandlerParticipant,
+        records: StepRecords,
+        key_prefix: str,
+        *,
+        spread: bool = False,
     ) -> None:
         self._participant = participant
         self._records = records
-        self._keys = ParticipantKeys(key_prefix, participant.name)
+        self._keys = ParticipantKeys(key_prefix, participant.name, spread)
 
     async def settle(self, pending: Sequence[Pending]) -> list[Settled]:
         if not pending:
@@ -278,7 +286,7 @@ class HandlerStore:
         return settled
 
     def _keys_of(self, p: Pending) -> tuple[str, str]:
-        reply = self._keys.reply(idempotency_key(p.command, p.logical_topic))
+        reply = self._keys.reply(idempotency_key(p.command, p.logical_topic), p.command.saga_id)
         return reply, self._keys.effect(p.command.saga_id, p.command.step_name)
 
     async def _plan(

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
 from saga_worker.observability.metrics import ParticipantMetrics
 from saga_worker.observability.tracing import configure_tracing
@@ -56,6 +55,7 @@ from saga_worker.participant.protocol import (
 from saga_worker.runtime.consumer_loop import ConsumerLoop, Record, Tail
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.publisher import Publisher
+from saga_worker.runtime.redis_client import RedisClient, is_cluster
 from saga_worker.runtime.worker_shell import Clients, WorkerShell
 from saga_worker.settings import Settings
 from saga_worker.wire import (
@@ -147,6 +147,7 @@ class ParticipantWorker:
         )
         self._loop = loop
         self._shell.watch(loop)
+        self.metrics.follow(loop.lag)
         await loop.subscribe()
         if self._stopping.is_set():
             loop.stop()
@@ -264,14 +265,14 @@ class ParticipantWorker:
 
 def settler_for(
     participant: Participant | HandlerParticipant,
-    redis: Redis,
+    redis: RedisClient,
     key_prefix: str,
     retention_ms: int,
 ) -> Settler:
     """The store that settles this kind of participant's batches."""
     if isinstance(participant, HandlerParticipant):
         records = RedisStepRecords(redis, retention_ms=retention_ms)
-        return HandlerStore(participant, records, key_prefix)
+        return HandlerStore(participant, records, key_prefix, spread=is_cluster(redis))
     return EffectStore(redis, participant, key_prefix, retention_ms=retention_ms)
 
 

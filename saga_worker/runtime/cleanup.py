@@ -4,14 +4,14 @@ its key prefix. For runs that should leave nothing behind (the demo, the benchma
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient
-from redis.asyncio import Redis
 
+from saga_worker.runtime.redis_client import RedisClient
 from saga_worker.settings import Settings
 
 KEYS_PER_UNLINK = 2000
 
 
-async def discard(settings: Settings, redis: Redis) -> None:
+async def discard(settings: Settings, redis: RedisClient) -> None:
     if not settings.saga_topic_prefix or not settings.saga_key_prefix:
         raise ValueError("refusing to discard a deployment without topic and key prefixes")
     batch: list[bytes] = []

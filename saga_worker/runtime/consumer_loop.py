@@ -76,6 +76,7 @@ class ConsumerLoop:
         # Per partition, the offset a rewind goes back to: the first one not committed.
         self._replay_from: dict[TopicPartition, int] = {}
         self._handling_since: float | None = None  # time.monotonic() the batch came in
+        self._next: dict[TopicPartition, int] = {}  # offset after the last record handled
 
     def stalled_for(self) -> float:
         """Seconds the batch in hand has been handled (retrying or hanging); 0 if none."""
@@ -106,6 +107,16 @@ class ConsumerLoop:
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
+    def lag(self) -> int:
+        """Records behind the high watermarks the last fetches saw, over the partitions
+        assigned and handled since (a metric; no broker round trip)."""
+        behind = 0
+        for tp in self._consumer.assignment():
+            end, handled = self._consumer.highwater(tp), self._next.get(tp)
+            if end is not None and handled is not None:
+                behind += max(end - handled, 0)
+        return behind
+
     async def run(self) -> None:
         try:
             while not self._stopping.is_set():
@@ -122,6 +133,8 @@ class ConsumerLoop:
                     handled, tail = await self._handle_until_done(records)
                     if not handled:
                         return  # stopping mid-retry: leave the batch uncommitted for a replay
+                    for r in records:
+                        self._next[TopicPartition(r.topic, r.partition)] = r.offset + 1
                     # The next batch need not wait for this tail and commit; the one after
                     # it does, so commits stay in order and at most one is in flight.
                     await self.settle_commit()

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from saga_worker.app import App
@@ -33,6 +32,7 @@ from saga_worker.runtime.consumer_loop import Record
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.keys import KeySpace
 from saga_worker.runtime.processor import Inbound
+from saga_worker.runtime.redis_client import RedisClient
 from saga_worker.runtime.wait_index import value_token
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Resolved:
 
 
 class Correlator:
-    def __init__(self, app: App, keys: KeySpace, redis: Redis) -> None:
+    def __init__(self, app: App, keys: KeySpace, redis: RedisClient) -> None:
         self._keys = keys
         self._redis = redis
         self._listeners: dict[str, tuple[tuple[SagaDefinition, Step], ...]] = {}

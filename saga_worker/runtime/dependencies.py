@@ -18,13 +18,19 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from saga_worker.errors import ConfigurationError
 from saga_worker.runtime.kafka_checks import diagnose
 from saga_worker.runtime.kafka_clients import KafkaConnection, ensure_topics
 from saga_worker.runtime.redis_acl import missing_permissions
+from saga_worker.runtime.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +43,7 @@ async def wait_for_dependencies(
     topics: Sequence[str],
     *,
     partitions: int,
-    redis: Redis,
+    redis: RedisClient,
     stopping: asyncio.Event,
     worker: str,
     replication: int | None = None,
@@ -59,7 +65,7 @@ async def wait_for_dependencies(
                 raise
             await check_redis(redis, key_prefix)
             return True
-        except (KafkaError, RedisError, OSError) as exc:
+        except (KafkaError, RedisError, RedisClusterException, OSError) as exc:
             log.warning(
                 "waiting for Kafka and Redis", extra={"worker": worker, "error": repr(exc)[:200]}
             )
@@ -70,7 +76,7 @@ async def wait_for_dependencies(
         pause = min(pause * 2, MAX_PAUSE_S)
 
 
-async def check_redis(redis: Redis, key_prefix: str) -> None:
+async def check_redis(redis: RedisClient, key_prefix: str) -> None:
     """PING; a refused login or a command the ACL user may not run is a ConfigurationError."""
     try:
         await redis.ping()

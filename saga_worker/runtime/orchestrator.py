@@ -122,7 +122,12 @@ class Orchestrator:
         topics = s.topics
         self._redis = clients.redis
         store = RedisSagaStore(
-            clients.redis, s.keys, retention=s.retention, start_retention=s.start_retention
+            clients.redis,
+            s.keys,
+            retention=s.retention,
+            start_retention=s.start_retention,
+            replicas=s.saga_redis_replicas,
+            replica_timeout=timedelta(milliseconds=s.saga_redis_replica_timeout_ms),
         )
         self._store = store
         limit = s.saga_max_message_bytes
@@ -136,6 +141,7 @@ class Orchestrator:
             max_records=s.saga_batch_size,
         )
         self._shell.watch(self._loop)
+        self.metrics.follow(self._loop.lag)
         await self._loop.subscribe()
         if self._stopping.is_set():
             self._loop.stop()
@@ -151,7 +157,11 @@ class Orchestrator:
         ]
         log.info(
             "orchestrator running",
-            extra={"group": s.group_id(WORKER), "sagas": [t.name for t in self._app.sagas]},
+            extra={
+                "group": s.group_id(WORKER),
+                "sagas": [t.name for t in self._app.sagas],
+                "redis_replica_wait": store.replicas.describe(),  # see runtime/replica_wait.py
+            },
         )
         try:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -264,7 +274,7 @@ class Orchestrator:
         await self._publish(applied.writes)
         done = [timer for timer in claimed if timer not in deferred]  # fired, or dropped
         await self._store.release_timers(done, deferred, retry_after=UNKNOWN_VERSION_RETRY)
-        return len(claimed) == TIMER_BATCH
+        return len(claimed) >= TIMER_BATCH  # one shard at least had more
 
     async def _apply_timers(self, claimed: Sequence[Timer]) -> tuple[Applied, set[Timer]]:
         """Fires the batch; after a failure, saga by saga, so one saga cannot stop the rest.
@@ -370,21 +380,16 @@ class Orchestrator:
         holding the measurer lease, which lapses three sweeps after its holder stops."""
         keys = self._settings.keys
         lease_ms = int(self._settings.saga_outbox_sweep_after_s * 1500)
-        statuses = [status.value for status in SagaStatus]
         try:
             if not await self._redis.eval(
                 _CLAIM_MEASURER, 1, keys.measurer, self.instance, lease_ms
             ):
                 self.metrics.not_measuring()
                 return
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zcard(keys.pending_outboxes)
-                pipe.zcard(keys.timers)
-                for status in statuses:
-                    pipe.zcard(keys.by_status(status))
-                outboxes, timers, *counts = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailableError(f"redis: {exc}") from exc
+        statuses = [status.value for status in SagaStatus]
+        outboxes, timers, counts = await self._store.index_sizes(statuses)
         sagas = dict(zip(statuses, counts, strict=True))
         self.metrics.measured(self.instance, outboxes, timers, sagas)
 

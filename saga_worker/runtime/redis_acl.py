@@ -8,13 +8,16 @@ secured Redis creates its user with exactly these.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
+from saga_worker.runtime.redis_client import RedisClient
+
 # Commands on no key, or only checked as commands.
+# INFO counts a primary's replicas and WAIT waits for them (the store's replica wait);
+# the cluster client reads the slot map with CLUSTER SLOTS and CLUSTER SHARDS.
 CONNECTION_COMMANDS = (
     "ping", "hello", "select", "evalsha", "eval", "script|load", "time", "multi", "exec", "discard",
-    "script|exists",
+    "script|exists", "info", "wait", "cluster|slots", "cluster|shards",
 )  # fmt: skip
 # Commands on keys: each is tried on a probe key under the prefix at start.
 KEY_COMMANDS = (
@@ -68,13 +71,14 @@ return denied
 """
 
 
-async def missing_permissions(redis: Redis, key_prefix: str) -> list[str]:
+async def missing_permissions(redis: RedisClient, key_prefix: str) -> list[str]:
     """The commands (or `keys <prefix>*`) the connected user may not use; empty if none.
 
     A NOPERM on the script itself (EVALSHA, SCRIPT LOAD or the probe key) names that."""
     try:
         script = redis.register_script(PROBE)
-        denied = await script(keys=[f"{key_prefix}acl-probe"])
+        # One hash tag for every probe key: on a cluster a script touches one slot only.
+        denied = await script(keys=[f"{key_prefix}{{acl-probe}}"])
         await redis.script_exists(script.sha)  # pipelines of scripts ask this first
     except NoPermissionError as exc:
         return [str(exc).strip()[:200]]

@@ -22,7 +22,9 @@ from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -49,10 +51,22 @@ def redis_refused_for_now(exc: object) -> bool:
     return code in REDIS_TRANSIENT_CODES
 
 
+def cluster_unreachable(exc: BaseException) -> bool:
+    """The cluster client found no node that answers, or a slot without a primary (a
+    failover under way): not the command's fault. Its other errors (keys of several
+    slots in one call) are bugs and stay errors."""
+    if isinstance(exc, SlotNotCoveredError):
+        return True
+    return isinstance(exc, RedisClusterException) and (
+        "cannot be connected" in str(exc) or "could not agree" in str(exc)
+    )
+
+
 def worth_retrying(exc: BaseException) -> bool:
     """Whether trying the same work again, after a pause, may succeed."""
     return (
         is_transient(exc)
         or isinstance(exc, KafkaTimeoutError | RedisConnectionError | RedisTimeoutError)
         or redis_refused_for_now(exc)
+        or cluster_unreachable(exc)
     )

@@ -24,13 +24,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from redis.asyncio import Redis
 
 from saga_worker.runtime.consumer_loop import ConsumerLoop
 from saga_worker.runtime.dependencies import wait_for_dependencies
 from saga_worker.runtime.health import HealthServer
 from saga_worker.runtime.kafka_clients import check_record_size, make_consumer, make_producer
-from saga_worker.runtime.redis_client import make_redis
+from saga_worker.runtime.redis_client import RedisClient, make_redis
 from saga_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Clients:
-    redis: Redis
+    redis: RedisClient
     producer: AIOKafkaProducer
     consumer: AIOKafkaConsumer
 

@@ -411,7 +411,8 @@ async def fire_now(redis: Redis, settings: Settings, saga_id: str, timer_id: str
     """Makes one scheduled timer of the saga due at once, as if its time had come: for a
     test that needs one timeout to fire and every other command to have all the time."""
     member = f"{saga_id}{TIMER_SEPARATOR}{timer_id}"
-    changed = await redis.zadd(settings.keys.timers, {member: 0}, xx=True, ch=True)
+    timers = settings.keys.timers(settings.keys.shard(saga_id))
+    changed = await redis.zadd(timers, {member: 0}, xx=True, ch=True)
     assert changed == 1, f"saga {saga_id} has no timer {timer_id} scheduled"
 
 
@@ -528,6 +529,18 @@ class Run:
         return orjson.loads(self.out)
 
 
+def cli_env(services: Services, prefix: str, **env: str) -> dict[str, str]:
+    """This process's environment, pointed at the test's services and prefix."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+        "REDIS_URL": services.redis_url,
+        "SAGA_TOPIC_PREFIX": prefix,
+        "SAGA_KEY_PREFIX": prefix,
+        **env,
+    }
+
+
 async def cli(
     services: Services, prefix: str, *args: str, module: str = "saga_worker", **env: str
 ) -> Run:
@@ -539,15 +552,8 @@ async def cli(
         module,
         *args,
         cwd=ROOT,
-        env={
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
-            "REDIS_URL": services.redis_url,
-            "SAGA_TOPIC_PREFIX": prefix,
-            "SAGA_KEY_PREFIX": prefix,
-            "COLUMNS": "200",  # rich tables wrap long ids at its default of 80
-            **env,
-        },
+        # rich tables wrap long ids at its default of 80 columns
+        env=cli_env(services, prefix, COLUMNS="200", **env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -25,7 +25,7 @@ async def test_every_key_under_the_prefix_counts_and_only_those(
     keys = KeySpace(prefix)
     for saga in ("s1", "s2"):
         await redis_client.hset(keys.saga(saga), mapping={"v": "3", "s": "x" * 300})
-    await redis_client.zadd(keys.by_status("completed"), {"s1": 1, "s2": 2})
+    await redis_client.zadd(keys.by_status("completed", 0), {"s1": 1, "s2": 2})
     await redis_client.set(f"{prefix}{{inventory}}:reply:cmd/1", "y" * 500, px=60_000)
     await redis_client.hset(f"{prefix}{{inventory}}:reservations", "s1", "z" * 200)
     await redis_client.xadd(f"{prefix}{{notification}}:notices", {"kind": "confirmation"})

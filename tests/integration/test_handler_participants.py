@@ -31,7 +31,7 @@ from saga_worker.wire import HEADER_ROOM
 from saga_worker.wire import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import bus
-from tests.services import Services
+from tests.services import Services, redis_client_for
 from tests.unit import test_handler_participants as behaviour
 from tests.unit.test_handler_participants import (
     CHARGE,
@@ -225,7 +225,7 @@ class RedisGateway:
     """The outside system for a worker in another process: calls counted in Redis."""
 
     def __init__(self, redis_url: str, prefix: str, *, die_after_call: bool) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url)
+        self._redis = redis_client_for(redis_url)
         self.calls_key = calls_key(prefix)
         self._die = die_after_call
 

@@ -7,8 +7,6 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from participants.app import saga_id_for_order
 from participants.conservation import conservation_violations
 from participants.inspection import snapshot
@@ -25,7 +23,7 @@ from tests.integration.saga_support import (
     send_orders,
     settings_for,
 )
-from tests.services import Services
+from tests.services import Services, redis_client_for
 
 PATIENT_COMPENSATION = RetryPolicy(
     max_attempts=None,
@@ -73,7 +71,7 @@ async def run_orders(
     services: Services, prefix: str, orders: list[dict[str, Any]], knobs: Knobs | None = None
 ) -> tuple[set[str], set[str], list[str]]:
     s = settings_for(services, prefix)
-    redis = aioredis.Redis.from_url(services.redis_url)
+    redis = redis_client_for(services.redis_url)
     try:
         seeded = await load_seed(redis, prefix, DEMO_SEED)
         reader = SagaReader(redis, s)

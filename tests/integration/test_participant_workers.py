@@ -29,7 +29,7 @@ from saga_worker.wire import DLQ_ERROR_CODE, DLQ_SOURCE_TOPIC, TRACEPARENT, head
 from schemas import topics as t
 from tests.eventually import assert_eventually
 from tests.integration.saga_support import bus, running_participants
-from tests.services import Services
+from tests.services import Services, redis_client_for
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = SeedData(
@@ -79,7 +79,7 @@ def running(
 
 @pytest.fixture
 async def redis(services: Services, prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
+    client = redis_client_for(services.redis_url)
     await load_seed(client, prefix, SEED)
     try:
         yield client

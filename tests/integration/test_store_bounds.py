@@ -54,14 +54,15 @@ async def test_more_timers_than_unpack_takes_are_released_and_cancelled(
     keys = KeySpace(prefix)
     store = RedisSagaStore(redis_client, keys)
     timers = [("s", f"t:step:{i}") for i in range(MANY)]
-    await redis_client.zadd(keys.timers, {f"s|{t}": 1 for _, t in timers})
+    shard = keys.timers(keys.shard("s"))
+    await redis_client.zadd(shard, {f"s|{t}": 1 for _, t in timers})
     await store.release_timers(timers)
-    assert await redis_client.zcard(keys.timers) == 0
+    assert await redis_client.zcard(shard) == 0
     # and acknowledging a decision that cancelled as many
-    await redis_client.zadd(keys.timers, {f"s|{t}": 1 for _, t in timers})
+    await redis_client.zadd(shard, {f"s|{t}": 1 for _, t in timers})
     state = started("s")
     await store.acknowledged([SagaWrite("s", 0, state, timers_cancelled={t for _, t in timers})])
-    assert await redis_client.zcard(keys.timers) == 0
+    assert await redis_client.zcard(shard) == 0
 
 
 async def test_dead_outbox_hints_are_dropped_and_hide_no_stale_outbox(
@@ -74,14 +75,17 @@ async def test_dead_outbox_hints_are_dropped_and_hide_no_stale_outbox(
     assert await store.save([SagaWrite("live-saga", 0, live, outbox=[entry])]) == set()
     # 600 hints of sagas whose hashes expired, older than the live one
     oldest = to_ms(live.updated_at) - 60_000
-    await redis_client.zadd(keys.pending_outboxes, {f"gone-{i}": oldest + i for i in range(600)})
+    for i in range(600):
+        gone = f"gone-{i}"
+        await redis_client.zadd(keys.pending_outboxes(keys.shard(gone)), {f"{gone}|1": oldest + i})
     # and one of a saga whose outbox was emptied
     await redis_client.hset(keys.saga("empty"), mapping={"v": 1, "s": "{}"})
-    await redis_client.zadd(keys.pending_outboxes, {"empty": oldest})
+    await redis_client.zadd(keys.pending_outboxes(keys.shard("empty")), {"empty|1": oldest})
     found = await store.stale_outboxes(utcnow(), limit=500)
     assert found.entries == {"live-saga": [entry]}
     assert not found.unreadable
-    assert await redis_client.zrange(keys.pending_outboxes, 0, -1) == [b"live-saga"]
+    left = [m for shard in keys.all_shards for m in await hints(redis_client, keys, shard)]
+    assert left == [b"live-saga|1"]
 
 
 @pytest.mark.parametrize("limit", [1, 3])
@@ -96,4 +100,9 @@ async def test_the_stale_read_still_returns_at_most_limit_sagas(
         await store.save([SagaWrite(sid, 0, started(sid, timedelta(minutes=5)), outbox=[entry])])
     found = await store.stale_outboxes(utcnow(), limit=limit)
     assert len(found.entries) == limit
-    assert await redis_client.zcard(keys.pending_outboxes) == 5
+    assert sum([len(await hints(redis_client, keys, s)) for s in keys.all_shards]) == 5
+
+
+async def hints(redis: Redis, keys: KeySpace, shard: int) -> list[bytes]:
+    members: list[bytes] = await redis.zrange(keys.pending_outboxes(shard), 0, -1)  # type: ignore[assignment]
+    return members

@@ -157,7 +157,9 @@ async def test_a_timer_of_a_version_this_instance_lacks_waits_for_one_that_has_i
         await assert_eventually(
             v1_only.watch(deferrals), lambda n: n >= 1, message="the v2 saga's timer deferred"
         )
-        score = await redis_client.zscore(settings.keys.timers, member)
+        score = await redis_client.zscore(
+            settings.keys.timers(settings.keys.shard(new.saga_id)), member
+        )
         assert score is not None, "the deferred timer is still scheduled"
         assert score > await redis_ms(redis_client) + 2_000, "and not due again at once"
         # A saga saved now, whose timeout is due 200 ms on: once it has fired, the timer
@@ -168,7 +170,12 @@ async def test_a_timer_of_a_version_this_instance_lacks_waits_for_one_that_has_i
             timed_out,
             message="a timer due after the deferral fired",
         )
-        assert await redis_client.zscore(settings.keys.timers, member) == score
+        assert (
+            await redis_client.zscore(
+                settings.keys.timers(settings.keys.shard(new.saga_id)), member
+            )
+            == score
+        )
         assert v1_only.alive()
         assert await deferrals() == 1
         untouched = await reader.state("o-new")
@@ -211,7 +218,11 @@ async def test_a_saga_whose_decision_raises_loses_its_timer_and_the_rest_fire(
             message="the healthy saga's timeout fired",
         )
         await assert_eventually(
-            instance.watch(lambda: redis_client.zscore(settings.keys.timers, member)),
+            instance.watch(
+                lambda: redis_client.zscore(
+                    settings.keys.timers(settings.keys.shard(bad.saga_id)), member
+                )
+            ),
             lambda score: score is None,
             message="the failing saga's timer dropped",
         )
@@ -237,22 +248,25 @@ async def test_an_unreadable_outbox_is_set_aside_and_the_others_are_republished(
     field = OUTBOX_PREFIX + entry.message_id
     newer = orjson.dumps([entry.topic, entry.key, dict(entry.payload), [], {"priority": 1}])
     await redis_client.hset(settings.keys.saga(bad.saga_id), field, newer)
-    pending = settings.keys.pending_outboxes
-    first_seen = await redis_client.zscore(pending, bad.saga_id)
+    keys = settings.keys
+    pending = keys.pending_outboxes(keys.shard(bad.saga_id))
+    ok_pending = keys.pending_outboxes(keys.shard(ok.saga_id))
+    bad_hint, ok_hint = f"{bad.saga_id}|1", f"{ok.saga_id}|1"  # their writes of version 1
+    first_seen = await redis_client.zscore(pending, bad_hint)
     async with running(settings, app_of(FAST_FULFILLMENT)) as instance:
 
         async def set_aside() -> float:
             return instance.metric("saga_worker_outboxes_set_aside_total")
 
         await assert_eventually(
-            instance.watch(lambda: redis_client.zscore(pending, ok.saga_id)),
+            instance.watch(lambda: redis_client.zscore(ok_pending, ok_hint)),
             lambda score: score is None,
             message="the readable outbox republished and cleared",
         )
         await assert_eventually(
             instance.watch(set_aside), lambda n: n >= 1, message="the unreadable outbox set aside"
         )
-        later = await redis_client.zscore(pending, bad.saga_id)
+        later = await redis_client.zscore(pending, bad_hint)
         assert first_seen is not None
         assert later is not None
         assert later > first_seen, "moved on, so it comes back a threshold later"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import platform
 from datetime import UTC, datetime, timedelta
 
+from aiokafka import TopicPartition
+
 import saga_worker
 from participants.order_fulfillment import ORDER_FULFILLMENT
 from saga_worker.engine.decide import RETRY, decide, timer_id
@@ -25,6 +27,7 @@ from saga_worker.observability.metrics import (
 )
 from saga_worker.participant.protocol import Compensated, Completed, Failed
 from saga_worker.participant.runtime import outcome_label
+from saga_worker.runtime.consumer_loop import ConsumerLoop
 from tests.unit.support import ORDER_DATA
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -178,3 +181,24 @@ def test_every_metric_is_under_one_prefix() -> None:
     ours = {n for n in names if not n.startswith(("process_", "python_"))}
     assert ours
     assert all(n.startswith("saga_worker_") for n in ours), sorted(ours)
+
+
+def test_consumer_lag_counts_records_behind_the_high_watermarks_of_handled_partitions() -> None:
+    handled, fresh, gone = (TopicPartition("t", n) for n in range(3))
+
+    class Consumer:
+        def assignment(self) -> set[TopicPartition]:
+            return {handled, fresh}
+
+        def highwater(self, tp: TopicPartition) -> int | None:
+            return {handled: 40, fresh: 9, gone: 99}[tp]
+
+    async def handle(records: object) -> None:
+        return None
+
+    loop = ConsumerLoop(Consumer(), ["t"], handle)
+    loop._next.update({handled: 25, gone: 1})  # gone: revoked since, no longer counted
+    metrics = WorkerMetrics("orchestrator")
+    metrics.follow(loop.lag)
+    labels = {"worker": "orchestrator"}
+    assert metrics.registry.get_sample_value("saga_worker_consumer_lag", labels) == 15

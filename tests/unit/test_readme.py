@@ -11,7 +11,11 @@ EXCERPTS = [b for b in marked_blocks() if b.kind == "from"]
 
 def test_the_readme_marks_its_examples() -> None:
     assert len(EXCERPTS) >= 8
-    assert [b.name for b in marked_blocks() if b.kind == "run"] == ["your-own-saga", "approval"]
+    assert [b.name for b in marked_blocks() if b.kind == "run"] == [
+        "your-own-saga",
+        "approval",
+        "console",
+    ]
 
 
 @pytest.mark.parametrize("block", EXCERPTS, ids=lambda b: f"{b.name}:{b.text.splitlines()[0]}")
