@@ -65,16 +65,18 @@ test: install browser
 	$(STACK) run -- $(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-cluster
 
-# The store's, the orchestrator's and the participants' integration suites, the CLI's, the console's
-# and the cluster chaos test (three orchestrators, a kill, a rebalance, a primary's
-# failover) against a local Redis Cluster (devstack/cluster.py). `make test` runs it too.
+# Against a local Redis Cluster (devstack/cluster.py): the store's, the orchestrator's, the
+# participants', the CLI's and the console's suites, the short chaos suite (on a cluster of
+# its own, every node killed at once) and the cluster chaos test (three orchestrators, a
+# kill, a rebalance, a primary's failover). `make test` runs it too.
 CLUSTER_SUITES ?= tests/integration/test_store_bounds.py tests/integration/test_orchestrator_sagas.py \
 	tests/integration/test_orchestrator_crashes.py tests/integration/test_orchestrator_lifecycle.py \
 	tests/integration/test_orchestrator_dead_letters.py tests/integration/test_participant_effects.py \
 	tests/integration/test_participant_sagas.py tests/integration/test_participant_workers.py \
 	tests/integration/test_participant_retention.py tests/integration/test_handler_participants.py \
 	tests/integration/test_cli_operator.py tests/integration/test_waits_and_children.py \
-	tests/integration/test_timer_isolation.py tests/console tests/chaos/test_cluster_chaos.py
+	tests/integration/test_timer_isolation.py tests/console tests/chaos/test_chaos.py \
+	tests/chaos/test_cluster_chaos.py
 test-cluster: install
 	SAGA_REDIS_MODE=cluster $(STACK) run -- $(PY) -m pytest $(CLUSTER_SUITES) $(PYTEST_ARGS)
 

@@ -1,4 +1,8 @@
-"""A Kafka and a Redis of the chaos run's own, on free ports, that it may kill and restart."""
+"""A Kafka and a Redis of the chaos run's own, on free ports, that it may kill and restart.
+
+With SAGA_REDIS_MODE=cluster (as `make test-cluster` sets it) the Redis is a local
+Redis Cluster of its own (devstack/cluster.py: 3 primaries, 3 replicas), and killing
+Redis kills every node of it."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.ports import free_ports
+from devstack import cluster
+from tests.ports import free_port_run, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +24,8 @@ class PrivateStack:
         kafka, controller, redis = free_ports(3)
         self.runtime = runtime
         self.kafka_port, self.redis_port = kafka, redis
+        self.cluster = cluster.enabled()
+        self.cluster_port = free_port_run(cluster.NODES, also_above=10000) if self.cluster else 0
         self.env = {
             **os.environ,
             "SAGA_RUNTIME_DIR": str(runtime),
@@ -27,6 +34,7 @@ class PrivateStack:
             "SAGA_REDIS_PORT": str(redis),
             # Every write fsynced: a kill -9 of Redis must lose nothing acknowledged.
             "SAGA_REDIS_APPENDFSYNC": "always",
+            "SAGA_REDIS_CLUSTER_PORT": str(self.cluster_port),
         }
 
     @property
@@ -35,6 +43,9 @@ class PrivateStack:
 
     @property
     def redis_url(self) -> str:
+        if self.cluster:
+            nodes = ",".join(f"127.0.0.1:{self.cluster_port + n}" for n in range(cluster.NODES))
+            return f"redis+cluster://{nodes}/0"
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     def up(self) -> None:
@@ -64,8 +75,13 @@ class PrivateStack:
         return int((self.runtime / name / f"{name}.pid").read_text())
 
     def kill_redis(self) -> None:
-        """kill -9: no shutdown, no final fsync."""
-        os.kill(self.pid("redis"), signal.SIGKILL)
+        """kill -9: no shutdown, no final fsync (every node of a cluster at once)."""
+        if not self.cluster:
+            os.kill(self.pid("redis"), signal.SIGKILL)
+            return
+        for n in range(cluster.NODES):
+            node = self.runtime / "redis-cluster" / str(self.cluster_port + n)
+            os.kill(int((node / "redis.pid").read_text()), signal.SIGKILL)
 
     def stop_kafka(self) -> None:
         """A clean broker stop (blocking: call it in a thread)."""

@@ -1,7 +1,9 @@
 """Sagas under fire: workers killed with SIGKILL, Redis killed, the broker restarted.
 
 `make test` runs a short form; `make chaos` the long one. The random schedule's
-seed is printed and replayable: SAGA_CHAOS_SEED=<seed> make chaos.
+seed is printed and replayable: SAGA_CHAOS_SEED=<seed> make chaos. `make test-cluster`
+runs the short form again with a Redis Cluster of its own (SAGA_REDIS_MODE=cluster),
+whose every node is killed at once.
 
     SAGA_CHAOS_SAGAS      orders sent (default 300)
     SAGA_CHAOS_SEED       seed of the kill schedule and the order mix (default: random)
@@ -36,6 +38,7 @@ from saga_worker.settings import Settings, load_settings
 from schemas import topics as t
 from tests.chaos.private_stack import PrivateStack
 from tests.integration.kafka_state import read_to_end
+from tests.services import redis_client_for
 
 SAGAS = int(os.environ.get("SAGA_CHAOS_SAGAS", "300"))
 SEED = int(os.environ.get("SAGA_CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
@@ -92,7 +95,7 @@ async def test_sagas_survive_killed_workers_redis_and_broker(tmp_path: Path) -> 
     rng = random.Random(SEED)
     stack = PrivateStack(tmp_path / "stack")
     await asyncio.to_thread(stack.up)
-    redis = aioredis.Redis.from_url(stack.redis_url)
+    redis = redis_client_for(stack.redis_url)
     log = ChaosLog()
     stop = asyncio.Event()
     settings = load_settings(
@@ -139,7 +142,8 @@ async def test_sagas_survive_killed_workers_redis_and_broker(tmp_path: Path) -> 
         await redis.aclose()
         await asyncio.to_thread(stack.down)
     print(
-        f"chaos summary: seed {SEED}, sagas {SAGAS}, final {dict(finished)}, "
+        f"chaos summary: seed {SEED}, sagas {SAGAS}, redis "
+        f"{'cluster' if stack.cluster else 'single'}, final {dict(finished)}, "
         f"worker kills {dict(log.kills)} (restarts {sum(w.starts - 1 for w in workers)}), "
         f"redis kills {log.redis_kills}, broker restarts {log.broker_restarts}, "
         f"dead letters {len(dead_letters)}, violations {len(problems)}"
