@@ -8,7 +8,8 @@ command into a SagaStepCompleted. Messages have the shapes saga-worker sends,
 keyed by saga id. Being stateless, the orchestrator learns the saga's data from
 the reply, which echoes the command it answers (so floor replies are larger than
 real ones). Batching is the product's: the same ConsumerLoop (getmany, commit per
-batch) and producer settings, every send of a batch awaited together.
+batch once its sends are acknowledged, the next batch handled meanwhile) and producer
+settings.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import orjson
 from participants.app import saga_id_for_order
 from saga_worker.engine.decide import command_id, completed_message_id
 from saga_worker.observability.logs import configure_logging
-from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
+from saga_worker.runtime.consumer_loop import ConsumerLoop, Record, Tail
 from saga_worker.runtime.kafka_clients import make_consumer, make_producer
 from saga_worker.settings import Settings, load_settings
 from saga_worker.wire import SCHEMA_VERSION, make_headers
@@ -105,7 +106,7 @@ async def run(role: str, settings: Settings) -> None:
         max_poll_records=settings.saga_batch_size,
     )
 
-    async def handle(records: Sequence[Record]) -> None:
+    async def handle(records: Sequence[Record]) -> Tail:
         futures = []
         for record in records:
             logical = topics.logical(record.topic)
@@ -118,7 +119,7 @@ async def run(role: str, settings: Settings) -> None:
                     headers=make_headers(topic, key),
                 )
             )
-        await asyncio.gather(*futures)
+        return asyncio.gather(*futures)  # acknowledged before the commit, as saga-worker's
 
     loop = ConsumerLoop(
         consumer,

@@ -23,9 +23,10 @@ def print_tables(console: Console, runs: Sequence[SystemRun], judged: Sequence[T
     for column in (
         "system",
         "sagas/s",
+        "cv/s",
         "completed",
-        "idle p50/p95/p99 ms",
-        "loaded p50/p95/p99 ms",
+        "idle p50/p95/p99/p99.9 ms",
+        "loaded p50/p95/p99/p99.9 ms",
         "orch. RSS MB",
     ):
         systems.add_column(column, justify="right")
@@ -33,6 +34,7 @@ def print_tables(console: Console, runs: Sequence[SystemRun], judged: Sequence[T
         systems.add_row(
             run.name,
             f"{run.sagas_per_s:.0f}",
+            f"{run.steady_cv:.2f}",
             str(run.completed),
             _triple(run.idle),
             f"{_triple(run.loaded)} @ {run.loaded_rate:.0f}/s" if run.loaded else "-",
@@ -47,7 +49,7 @@ def print_tables(console: Console, runs: Sequence[SystemRun], judged: Sequence[T
     for name in names:
         cpu.add_row(name, *(_cell(run.extra.get("cpu_ms_per_saga", {}).get(name)) for run in runs))
     console.print(cpu)
-    goals = Table(title="Targets (issue 8)")
+    goals = Table(title="Targets (issue 14)")
     for column in ("target", "goal", "measured", "met"):
         goals.add_column(column)
     for target in judged:
@@ -65,7 +67,7 @@ def _triple(latencies: Sequence[float]) -> str:
     if not latencies:
         return "-"
     s = summary_ms(latencies)
-    return f"{s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f}"
+    return f"{s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} / {s['p99.9']:.1f}"
 
 
 def draw(path: Path, runs: Sequence[SystemRun]) -> None:

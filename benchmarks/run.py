@@ -5,11 +5,11 @@
 Per system, in fresh topics and keys: create the topics, seed the participants,
 start the workers, prove the pipeline with one saga, then a closed loop of
 `--in-flight` sagas (warm-up, then the steady window that is measured), drain,
-and idle latency (one saga at a time). saga-worker also gets an open loop at
-half its measured rate, and its orchestrator's RSS and Redis footprint are
-read before its workers stop. Every process started is stopped and every key
-and topic deleted, on errors and Ctrl-C too. Writes benchmarks/results/latest.json
-and latest.png, prints the tables.
+and idle latency (one saga at a time; not for the scaling run, saga-worker-x2).
+saga-worker also gets an open loop at half its measured rate, and its
+orchestrator's RSS and Redis footprint are read before its workers stop. Every
+process started is stopped and every key and topic deleted, on errors and Ctrl-C
+too. Writes benchmarks/results/latest.json and latest.png, prints the tables.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from benchmarks.systems import (
     FLOOR,
     NAIVE,
     SAGA_WORKER,
+    SCALED,
     SYSTEMS,
     System,
     build,
@@ -106,10 +107,13 @@ async def bench_system(
                 f"  closed loop: {run.sagas_per_s:.0f} sagas/s, in flight {opts.in_flight}"
             )
             await driver.drain(DRAIN_WITHIN_S)
-            idle_count = opts.idle_sagas if name == SAGA_WORKER else max(1, opts.idle_sagas // 2)
-            idle = await driver.idle(idle_count, DRAIN_WITHIN_S)
-            _require(system, idle, "the idle sagas")
-            run.idle = idle.latencies()
+            if name != SCALED:  # the scaling run records throughput alone
+                idle_count = (
+                    opts.idle_sagas if name == SAGA_WORKER else max(1, opts.idle_sagas // 2)
+                )
+                idle = await driver.idle(idle_count, DRAIN_WITHIN_S)
+                _require(system, idle, "the idle sagas")
+                run.idle = idle.latencies()
             if name == SAGA_WORKER:
                 run.loaded_rate = run.sagas_per_s / 2
                 loaded = await driver.open_loop(run.loaded_rate, opts.loaded_s)
@@ -187,6 +191,7 @@ async def main(opts: Options, console: Console) -> dict[str, Any]:
         "run_id": run_id,
         "options": dict(vars(opts)),
         "redis_storage": storage,
+        "scaled_sagas_per_s": round(runs[SCALED].sagas_per_s, 1) if SCALED in runs else None,
         "systems": {name: runs[name].to_dict() for name in opts.systems},
         "targets": [vars(t) for t in judged],
         "machine": results.machine(str(info.get("redis_version", "unknown"))),

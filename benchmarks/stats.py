@@ -34,8 +34,19 @@ def steady_rate(times: Sequence[float], start: float, end: float) -> float:
     return sum(1 for at in times if start <= at < end) / (end - start)
 
 
+def variation(counts: Sequence[int]) -> float:
+    """Coefficient of variation (population standard deviation over the mean) of
+    per-second counts: how far from steady a throughput is; NaN for no counts."""
+    if not counts:
+        return math.nan
+    mean = sum(counts) / len(counts)
+    if mean == 0:
+        return math.nan
+    return math.sqrt(sum((c - mean) ** 2 for c in counts) / len(counts)) / mean
+
+
 def summary_ms(latencies_s: Sequence[float]) -> dict[str, float]:
-    """p50, p95, p99 and max in milliseconds, rounded to 0.1 ms."""
+    """p50, p95, p99, p99.9 and max in milliseconds, rounded to 0.1 ms."""
     ms = [s * 1000 for s in latencies_s]
-    shares = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}
+    shares = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "p99.9": 0.999, "max": 1.0}
     return {name: round(percentile(ms, share), 1) for name, share in shares.items()}

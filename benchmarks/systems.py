@@ -2,7 +2,9 @@
 
 - saga-worker: `python -m saga_worker orchestrator` and the four real participants;
 - floor: five `benchmarks.passthrough` processes;
-- naive: `benchmarks.naive_orchestrator` and the four real participants.
+- naive: `benchmarks.naive_orchestrator` and the four real participants;
+- saga-worker-x2, the scaling run: saga-worker with two processes of each worker, on
+  12 partitions (closed loop only; recorded, not judged: 2 cores cannot show scaling).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from saga_worker.runtime.worker_processes import WorkerProcess, saga_workers
 from saga_worker.settings import Settings
 from schemas import topics as t
 
-SAGA_WORKER, FLOOR, NAIVE = "saga-worker", "floor", "naive"
-SYSTEMS = (SAGA_WORKER, FLOOR, NAIVE)
+SAGA_WORKER, FLOOR, NAIVE, SCALED = "saga-worker", "floor", "naive", "saga-worker-x2"
+SYSTEMS = (SAGA_WORKER, FLOOR, NAIVE, SCALED)
+SCALED_PARTITIONS = 12
 
 # Enough that no benchmark order fails for lack of stock or money.
 BENCH_SEED = SeedData(
@@ -50,16 +53,23 @@ class System:
 
 def build(name: str, base: Settings, run_id: str, log_dir: Path) -> System:
     """The system `name` in fresh topic and key prefixes, its processes not yet started."""
-    settings = base.model_copy(
-        update={
-            "saga_topic_prefix": f"bench-{run_id}-{name}.",
-            "saga_key_prefix": f"bench-{run_id}-{name}:",
-        }
-    )
+    update: dict[str, object] = {
+        "saga_topic_prefix": f"bench-{run_id}-{name}.",
+        "saga_key_prefix": f"bench-{run_id}-{name}:",
+    }
+    if name == SCALED:
+        update["saga_partitions"] = SCALED_PARTITIONS
+    settings = base.model_copy(update=update)
     logs = log_dir / name
     workers = saga_workers(settings, logs, NAMES, QUIET)
     env: Mapping[str, str] = workers[0].env
-    if name == FLOOR:
+    if name == SCALED:  # each worker twice, in one consumer group per role
+        workers = [
+            WorkerProcess(f"{w.name}-{n}", w.args, env, logs / f"{w.name}-{n}.log")
+            for w in workers
+            for n in (1, 2)
+        ]
+    elif name == FLOOR:
         workers = [
             WorkerProcess(role, (role,), env, logs / f"{role}.log", module="benchmarks.passthrough")
             for role in ROLES

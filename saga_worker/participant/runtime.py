@@ -13,8 +13,9 @@ Per batch:
    new ones, with the handlers called in between (participant.handler_store);
 4. (fault injection: maybe die here, outcomes recorded, nothing replied);
 5. send every reply (keyed by saga_id, a well-formed `traceparent` carried over)
-   and dead letter, and wait until Kafka acknowledged all of them;
-then the ConsumerLoop commits the batch's offsets. A crash before the commit
+   and dead letter; the replies' acknowledgements are the batch's tail;
+then the ConsumerLoop commits the batch's offsets once Kafka acknowledged every
+reply, while it handles the next batch. A crash before the commit
 replays the batch; the stored outcomes answer it again, with no second effect
 (for a handler participant: no second call, unless the crash came between the
 call and the store, and then with the same idempotency key).
@@ -51,7 +52,7 @@ from saga_worker.participant.protocol import (
     build_reply,
     reply_body,
 )
-from saga_worker.runtime.consumer_loop import ConsumerLoop, Record
+from saga_worker.runtime.consumer_loop import ConsumerLoop, Record, Tail
 from saga_worker.runtime.dead_letters import DeadLetter
 from saga_worker.runtime.publisher import Publisher
 from saga_worker.runtime.redis_client import RedisClient, is_cluster
@@ -157,7 +158,7 @@ class ParticipantWorker:
 
     # -- one batch ---------------------------------------------------------------------
 
-    async def handle_batch(self, records: Sequence[Record]) -> None:
+    async def handle_batch(self, records: Sequence[Record]) -> Tail:
         started_ns = time.time_ns()
         self.metrics.batch(len(records))
         latency = self._faults.knobs.latency_ms
@@ -178,9 +179,11 @@ class ParticipantWorker:
         self._maybe_crash(settled)
         futures = [await self._send_reply(p, s) for p, s in zip(pending, settled, strict=True)]
         await self._publisher.send_dead_letters(dead)
-        await asyncio.gather(*futures)
         self.metrics.dead_letters(dead)
         self._observe(pending, settled, started_ns)
+        # The loop commits once Kafka acknowledged every reply, and meanwhile takes the
+        # next batch: its effects need not wait for these acknowledgements.
+        return asyncio.gather(*futures)
 
     def _observe(
         self, pending: Sequence[Pending], settled: Sequence[Settled], started_ns: int

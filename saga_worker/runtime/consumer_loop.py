@@ -1,10 +1,17 @@
 """The batch loop every worker runs: poll, handle, commit; drain on rebalance and stop.
 
-A handler gets one batch of records and returns once everything the batch
-produced is durable (state in Redis, dead letters acknowledged by Kafka). Only
-then are the batch's offsets committed, so a crash replays the batch instead of
-losing it. While a batch is in flight a rebalance waits for it, so revoked
-partitions never have their offsets moved by work that another instance redoes.
+A handler gets one batch of records and returns once what the batch produced is
+durable (state in Redis, dead letters acknowledged by Kafka), or returns the rest
+of that work as its tail: an awaitable (a participant's replies, until Kafka
+acknowledged them). The batch's offsets are committed only once the tail is done,
+so a crash replays the batch instead of losing it; meanwhile the next batch is
+handled, so a hop never waits for the previous batch's acknowledgements. One tail
+and commit run at a time, in batch order. A tail that fails with a transient
+error moves every partition back to its committed offset and the batches after
+it are not committed: they are handled again, which the effects' idempotence
+makes harmless. While a batch is in flight a rebalance waits for it and its tail,
+so revoked partitions never have their offsets moved by work that another
+instance redoes.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ TOPICS_VISIBLE_WITHIN_S = 30.0
 MAX_RETRY_PAUSE_S = 5.0
 
 Record: TypeAlias = ConsumerRecord[bytes | None, bytes | None]
-BatchHandler = Callable[[Sequence[Record]], Awaitable[None]]
+Tail = Awaitable[object]  # what a batch still has to finish before its commit
+BatchHandler = Callable[[Sequence[Record]], Awaitable[Tail | None]]
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -40,6 +48,7 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         # The batch in hand is finished and its offsets committed before partitions move.
         async with self._loop.in_flight:
             await self._loop.settle_commit()
+            self._loop.forget_positions()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
@@ -63,6 +72,9 @@ class ConsumerLoop:
         self.in_flight = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._committing: asyncio.Task[None] | None = None
+        self._epoch = 0  # bumped when a failed tail rewinds: older batches commit nothing
+        # Per partition, the offset a rewind goes back to: the first one not committed.
+        self._replay_from: dict[TopicPartition, int] = {}
         self._handling_since: float | None = None  # time.monotonic() the batch came in
         self._next: dict[TopicPartition, int] = {}  # offset after the last record handled
 
@@ -108,21 +120,25 @@ class ConsumerLoop:
     async def run(self) -> None:
         try:
             while not self._stopping.is_set():
+                epoch = self._epoch
                 batch = await self._consumer.getmany(
                     timeout_ms=self._poll_timeout_ms, max_records=self._max_records
                 )
                 records = [r for part in batch.values() for r in part]
                 if not records:
                     continue
+                for tp, part in batch.items():
+                    self._replay_from.setdefault(tp, part[0].offset)
                 async with self.in_flight:
-                    if not await self._handle_until_done(records):
+                    handled, tail = await self._handle_until_done(records)
+                    if not handled:
                         return  # stopping mid-retry: leave the batch uncommitted for a replay
                     for r in records:
                         self._next[TopicPartition(r.topic, r.partition)] = r.offset + 1
-                    # The next batch need not wait for this commit; the one after it does,
-                    # so commits stay in order and at most one is in flight.
+                    # The next batch need not wait for this tail and commit; the one after
+                    # it does, so commits stay in order and at most one is in flight.
                     await self.settle_commit()
-                    self._committing = asyncio.create_task(self._commit(records))
+                    self._committing = asyncio.create_task(self._finish(records, tail, epoch))
         finally:
             await self.settle_commit()
 
@@ -132,15 +148,15 @@ class ConsumerLoop:
             await self._committing
             self._committing = None
 
-    async def _handle_until_done(self, records: Sequence[Record]) -> bool:
-        """Retries a batch through transient failures (Redis or Kafka away) until stopped."""
+    async def _handle_until_done(self, records: Sequence[Record]) -> tuple[bool, Tail | None]:
+        """Retries a batch through transient failures (Redis or Kafka away) until stopped;
+        whether it was handled, and its tail."""
         pause = RETRY_PAUSE_S
         self._handling_since = time.monotonic()
         try:
             while True:
                 try:
-                    await self._handler(records)
-                    return True
+                    return True, await self._handler(records)
                 except Exception as exc:
                     if not worth_retrying(exc):
                         raise
@@ -148,10 +164,34 @@ class ConsumerLoop:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), pause)
                 if self._stopping.is_set():
-                    return False
+                    return False, None
                 pause = min(pause * 2, MAX_RETRY_PAUSE_S)
         finally:
             self._handling_since = None
+
+    async def _finish(self, records: Sequence[Record], tail: Tail | None, epoch: int) -> None:
+        if tail is not None:
+            try:
+                await tail
+            except Exception as exc:
+                if not worth_retrying(exc):
+                    raise
+                log.warning("a batch's sends failed; replaying it", extra={"error": repr(exc)})
+                await self._rewind()
+                return
+        if epoch == self._epoch:  # a batch polled before a rewind is handled again
+            await self._commit(records)
+
+    async def _rewind(self) -> None:
+        self._epoch += 1
+        assigned = self._consumer.assignment()
+        for tp, offset in self._replay_from.items():
+            if tp in assigned:  # a partition that moved restarts from its commit elsewhere
+                self._consumer.seek(tp, offset)
+
+    def forget_positions(self) -> None:
+        """Partitions were revoked: once assigned again, they start from their commits."""
+        self._replay_from.clear()
 
     async def _commit(self, records: Sequence[Record]) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -161,6 +201,7 @@ class ConsumerLoop:
                 offsets[tp] = OffsetAndMetadata(r.offset + 1, "")
         try:
             await self._consumer.commit(offsets)
+            self._replay_from.update((tp, meta.offset) for tp, meta in offsets.items())
         except (CommitFailedError, IllegalStateError) as exc:
             # The partitions moved on; their new owner replays from the last commit and
             # the state's version checks make that replay change nothing twice.

@@ -3,7 +3,9 @@
 Kafka records, fired timers and operator commands all come through here, so
 the compare-and-set, duplicate detection and dead-lettering behave the same
 whichever way an event arrived. One Redis round trip loads the batch and one
-saves it; only sagas that lost a compare-and-set are loaded again.
+saves it; only sagas that lost a compare-and-set are loaded again. Replies to the
+sagas this processor saved last are decided on the state it saved, without a load,
+when the engine applies them all (state_cache.py says why that is safe).
 
 No message too large to send is ever saved: each decision's messages are
 measured before the save, against SAGA_MAX_MESSAGE_BYTES less the header room
@@ -57,6 +59,7 @@ from saga_worker.engine.events import (
 )
 from saga_worker.engine.state import SagaState, StepStatus
 from saga_worker.errors import SagaWorkerError
+from saga_worker.runtime.state_cache import StateCache
 from saga_worker.runtime.store import Loaded, OutboxEntry, SagaStore, SagaWrite
 from saga_worker.runtime.wait_index import IndexEntry, index_entries
 from saga_worker.wire import (
@@ -137,6 +140,7 @@ class SagaProcessor:
         self._registry = registry
         self._clock = clock
         self._max_body_bytes = max_message_bytes - HEADER_ROOM
+        self._cache = StateCache()
 
     async def apply(self, inbound: Sequence[Inbound]) -> Applied:
         by_saga: dict[str, list[Inbound]] = {}
@@ -144,25 +148,31 @@ class SagaProcessor:
             by_saga.setdefault(item.saga_id, []).append(item)
         result = Applied()
         pending = by_saga
-        for _ in range(MAX_ROUNDS):
-            wanted = {
-                sid: [i.message_id for i in items if i.message_id] for sid, items in pending.items()
-            }
-            starts = {sid for sid, items in pending.items() if any(map(_marked_start, items))}
-            loaded = await self._store.load(wanted, starts)
+        for round_ in range(MAX_ROUNDS):
             now = self._clock()
             writes: list[SagaWrite] = []
             per_saga: dict[str, Applied] = {}
-            for saga_id, items in pending.items():
-                write, decided = self._decide_saga(saga_id, loaded[saga_id], items, now)
-                if write is not None:
-                    writes.append(write)
-                per_saga[saga_id] = decided
-            lost = await self._store.save(writes)
-            for w in writes:
-                if w.saga_id not in lost:
-                    result.writes.append(w)
-                    result.before[w.saga_id] = loaded[w.saga_id].state
+            before: dict[str, SagaState | None] = {}
+            # After a lost race the sagas are loaded afresh: their cached states were stale.
+            to_load = pending
+            if not round_:
+                to_load = self._decide_cached(pending, now, writes, per_saga, before)
+            if to_load:
+                wanted = {
+                    sid: [i.message_id for i in items if i.message_id]
+                    for sid, items in to_load.items()
+                }
+                starts = {sid for sid, items in to_load.items() if any(map(_marked_start, items))}
+                loaded = await self._store.load(wanted, starts)
+                for saga_id, items in to_load.items():
+                    write, decided = self._decide_saga(saga_id, loaded[saga_id], items, now)
+                    if write is not None:
+                        writes.append(write)
+                        before[saga_id] = loaded[saga_id].state
+                    per_saga[saga_id] = decided
+            lost = await self._save(writes)
+            result.writes += (w for w in writes if w.saga_id not in lost)
+            result.before.update((sid, st) for sid, st in before.items() if sid not in lost)
             for saga_id, decided in per_saga.items():
                 if saga_id not in lost:
                     result.merge(decided)
@@ -174,6 +184,39 @@ class SagaProcessor:
             log.debug("compare-and-set lost; re-deciding", extra={"sagas": len(lost)})
             pending = {sid: pending[sid] for sid in lost}
         raise ContentionError(f"{len(pending)} sagas lost {MAX_ROUNDS} compare-and-sets in a row")
+
+    def _decide_cached(
+        self,
+        pending: dict[str, list[Inbound]],
+        now: datetime,
+        writes: list[SagaWrite],
+        per_saga: dict[str, Applied],
+        before: dict[str, SagaState | None],
+    ) -> dict[str, list[Inbound]]:
+        """Decides the sagas whose replies the engine applies, every one, on the state
+        this processor saved last (state_cache.py); returns the sagas still to load."""
+        to_load: dict[str, list[Inbound]] = {}
+        for saga_id, items in pending.items():
+            replies = all(isinstance(i.event, Reply) for i in items)
+            row = self._cache.row(saga_id) if replies else None
+            if row is not None:
+                write, decided = self._decide_saga(saga_id, row, items, now)
+                if write is not None and not (decided.ignored or decided.rejected):
+                    writes.append(write)
+                    per_saga[saga_id] = decided
+                    before[saga_id] = row.state
+                    continue
+            to_load[saga_id] = items
+        return to_load
+
+    async def _save(self, writes: list[SagaWrite]) -> set[str]:
+        try:
+            lost = await self._store.save(writes)
+        except BaseException:
+            self._cache.forget([w.saga_id for w in writes])  # saved or not: unknown
+            raise
+        self._cache.saved(writes, lost)
+        return lost
 
     def _decide_saga(
         self,

@@ -1,4 +1,5 @@
-"""An in-memory SagaStore for the processor's unit tests: load and save, no races."""
+"""An in-memory SagaStore for the processor's unit tests: load, and save with its
+compare-and-set on the version."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ class MemoryStore:
         self.markers: dict[str, str] = {}
         self.saved: list[SagaWrite] = []
         self.marker_loads: list[set[str]] = []  # the saga ids each load asked markers of
+        self.loads: list[set[str]] = []  # the saga ids each load read
 
     async def load(
         self, wanted: Mapping[str, Sequence[str]], starts: Collection[str] = ()
     ) -> dict[str, Loaded]:
         self.marker_loads.append(set(starts))
+        self.loads.append(set(wanted))
         out: dict[str, Loaded] = {}
         for saga_id, message_ids in wanted.items():
             state, version = self.rows.get(saga_id, (None, 0))
@@ -37,6 +40,8 @@ class MemoryStore:
         return out
 
     async def save(self, writes: Sequence[SagaWrite]) -> set[str]:
+        lost = {w.saga_id for w in writes if self.version(w.saga_id) != w.expected_version}
+        writes = [w for w in writes if w.saga_id not in lost]
         for w in writes:
             self.rows[w.saga_id] = (w.state, w.expected_version + 1)
             if w.state.finished:
@@ -46,7 +51,10 @@ class MemoryStore:
             if w.expected_version == 0 and w.start_digest is not None:
                 self.markers[w.saga_id] = w.start_digest
         self.saved += writes
-        return set()
+        return lost
+
+    def version(self, saga_id: str) -> int:
+        return self.rows[saga_id][1] if saga_id in self.rows else 0
 
     def expire(self, saga_id: str) -> None:
         """The saga's retention ran out: its hash is gone, its start marker is not."""

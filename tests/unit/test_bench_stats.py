@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.stats import per_second, percentile, steady_rate, summary_ms
+from benchmarks.stats import per_second, percentile, steady_rate, summary_ms, variation
 
 
 @pytest.mark.parametrize(
@@ -58,4 +58,11 @@ def test_steady_rate_rejects_an_empty_window() -> None:
 
 def test_summary_is_in_milliseconds() -> None:
     summary = summary_ms([0.010, 0.020, 0.030, 0.040])
-    assert summary == {"p50": 20.0, "p95": 40.0, "p99": 40.0, "max": 40.0}
+    assert summary == {"p50": 20.0, "p95": 40.0, "p99": 40.0, "p99.9": 40.0, "max": 40.0}
+
+
+def test_variation_is_the_spread_of_per_second_counts_over_their_mean() -> None:
+    assert variation([100, 100, 100]) == 0.0
+    assert variation([50, 150]) == pytest.approx(0.5)
+    assert math.isnan(variation([]))
+    assert math.isnan(variation([0, 0]))
