@@ -21,6 +21,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from saga_worker.runtime.redis_packing import packing_by_hiredis
+
 if TYPE_CHECKING:  # settings.py checks URLs with this module's parsing
     from saga_worker.settings import Settings
 
@@ -49,8 +51,24 @@ def redis_from_url(
         # that answers, so a worker starting while one node is down still finds the rest.
         # db numbers do not exist on a cluster: a `/0` path is harmless, another refused.
         first, others = _split_hosts(plain)
-        return RedisCluster.from_url(first, startup_nodes=others, **options)
-    return Redis.from_url(plain, **options)
+        return _packed(RedisCluster.from_url(first, startup_nodes=others, **options))
+    return _packed(Redis.from_url(plain, **options))
+
+
+def _packed(redis: RedisClient) -> RedisClient:
+    """`redis`, before its first connection, packing commands with hiredis
+    (redis_packing.py)."""
+    if isinstance(redis, RedisCluster):
+        # A cluster client makes each node's connections from its connection kwargs:
+        # the startup nodes' already, the nodes it discovers later from the kwargs.
+        kwargs = redis.connection_kwargs
+        kwargs["connection_class"] = packing_by_hiredis(kwargs["connection_class"])
+        for node in redis.nodes_manager.startup_nodes.values():
+            node.connection_class = packing_by_hiredis(node.connection_class)
+    else:
+        pool = redis.connection_pool
+        pool.connection_class = packing_by_hiredis(pool.connection_class)
+    return redis
 
 
 def first_node_url(url: str) -> str:
