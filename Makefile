@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 REDIS ?= single
 export SAGA_REDIS_MODE ?= $(REDIS)
 
-.PHONY: install up down status lint test test-cluster test-unit mutation chaos demo bench soak \
+.PHONY: install up down status lint test test-cluster test-unit mutation chaos demo bench hops soak \
 	schemas clean images compose test-containers test-compose browser check-alerts console \
 	console-screenshots
 
@@ -153,6 +153,11 @@ schemas: install
 BENCH_ARGS ?=
 bench: install
 	$(STACK) run -- $(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# Where a saga's latency goes, hop by hop: idle, or HOPS_ARGS="--rate 250" for an open loop.
+HOPS_ARGS ?=
+hops: install
+	$(STACK) run -- $(PY) -m benchmarks.hops $(HOPS_ARGS)
 
 # An hour of sagas whose confirmation always fails: each must end in needs_operator,
 # no larger than its bounded history. SOAK_ARGS="--rate 0.2 --start-minutes 10" to vary.
